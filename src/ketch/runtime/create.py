@@ -1,0 +1,281 @@
+"""``create``: set up a container and leave its init waiting, not yet exec'd, until ``start``.
+
+Processes::
+
+    runtime (this process, child subreaper)
+      `-- setup child: joins namespaces by path, unshares the user namespace (the runtime writes its id
+          maps), unshares the rest, forks the init and exits
+            `-- init (pid 1 of a new pid namespace): mounts, pivot_root, credentials; sends "ready";
+                blocks reading exec.fifo; execs the user process when ``start`` writes to the fifo
+
+The setup child exists because a new pid namespace applies to children only. Once it exits, the init is
+re-parented to the runtime (a subreaper), and when the runtime exits, to whoever started it: the shim.
+Any failure before "ready" kills what was started and removes the state directory and the cgroup, so a
+failed create leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ketch.common import fastjson
+from ketch.common.errors import InvalidArgument, NotFound, SystemFailure
+from ketch.runtime import cgroups, namespaces, rootfs
+from ketch.runtime.channel import Channel
+from ketch.runtime.hooks import hook_list, run_hooks
+from ketch.runtime.process import close_inherited_fds, describe, exec_user_process, prepare_credentials
+from ketch.runtime.state import ContainerState, now_rfc3339, proc_start_time
+from ketch.spec.oci_runtime import validate
+from ketch.sys import linux as L
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["create", "load_bundle"]
+
+
+def load_bundle(bundle: str) -> tuple[str, dict[str, Any], str]:
+    """(absolute bundle path, validated config, absolute rootfs path)."""
+    bundle = os.path.abspath(bundle)
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise NotFound(f"JSON specification file config.json not found in bundle {bundle}") from None
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        config = fastjson.loads(raw)
+    except ValueError as exc:
+        raise InvalidArgument(f"config.json: invalid JSON: {exc}") from None
+    validate(config)
+    linux = config.get("linux", {})
+    if "seccomp" in linux:
+        from ketch.runtime import seccomp
+
+        seccomp.validate(linux["seccomp"])
+    if not namespaces.wants_new(linux.get("namespaces", []), "mount") and not any(
+        ns["type"] == "mount" for ns in linux.get("namespaces", [])
+    ):
+        raise InvalidArgument("config.json: linux.namespaces: a mount namespace is required")
+    root = config["root"]["path"]
+    rootfs_path = root if root.startswith("/") else os.path.join(bundle, root)
+    if not os.path.isdir(rootfs_path):
+        raise InvalidArgument(f"rootfs ({rootfs_path}) does not exist")
+    return bundle, config, os.path.realpath(rootfs_path)
+
+
+class Options:
+    """What the CLI passes to :func:`create` beyond the id and bundle."""
+
+    __slots__ = ("console_fd", "console_socket", "no_new_keyring", "no_pivot", "pid_file", "preserve_fds",
+                 "systemd_cgroup")
+
+    def __init__(self, *, pid_file: str | None = None, console_socket: str | None = None,
+                 console_fd: int = -1, no_pivot: bool = False, preserve_fds: int = 0,
+                 no_new_keyring: bool = False, systemd_cgroup: bool = False) -> None:
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.console_fd = console_fd
+        self.no_pivot = no_pivot
+        self.preserve_fds = preserve_fds
+        self.no_new_keyring = no_new_keyring
+        self.systemd_cgroup = systemd_cgroup
+
+
+def create(root: str, container_id: str, bundle: str, opts: Options) -> ContainerState:
+    bundle, config, rootfs_path = load_bundle(bundle)
+    process = config["process"]
+    has_console = opts.console_socket is not None or opts.console_fd >= 0
+    if process.get("terminal") and not has_console:
+        raise InvalidArgument("cannot allocate tty if ketch-runtime will detach without setting console socket")
+    if not process.get("terminal") and opts.console_socket is not None:
+        raise InvalidArgument("cannot use console socket if ketch-runtime will not detach or allocate tty")
+    linux = config.get("linux", {})
+    manager = cgroups.open_manager(linux.get("cgroupsPath"), container_id, systemd=opts.systemd_cgroup)
+    st = ContainerState.reserve(root, container_id)
+    child_pids: list[int] = []
+    console_fd = opts.console_fd
+    channel: Channel | None = None
+    try:
+        os.mkfifo(st.fifo, 0o622)
+        manager.create()
+        manager.set(linux.get("resources", {}))
+        st.data = {
+            "ociVersion": config["ociVersion"], "id": container_id, "pid": 0, "bundle": bundle,
+            "rootfs": rootfs_path, "created": now_rfc3339(), "config": config, "creating": True,
+            "cgroup_path": manager.path, "cgroup_paths": manager.paths(),
+        }  # fmt: skip
+        st.save()
+        if opts.console_socket is not None:
+            from ketch.runtime import terminal
+
+            try:
+                console_fd = terminal.connect_console(opts.console_socket)
+            except OSError as exc:
+                raise InvalidArgument(f"console socket {opts.console_socket}: {exc.strerror}") from None
+        L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
+        channel = Channel()
+        setup = _Setup(st, config, rootfs_path, manager, channel, console_fd, opts)
+        pid = os.fork()
+        if pid == 0:
+            setup.run_child()  # never returns
+        child_pids.append(pid)
+        channel.close_child_ends()
+        init_pid = setup.drive_parent(pid, child_pids)
+        del st.data["creating"]
+        st.save()
+        if opts.pid_file:
+            from ketch.common.atomic import atomic_write
+
+            atomic_write(os.path.abspath(opts.pid_file), str(init_pid).encode(), durable=False)
+        return st
+    except BaseException:
+        for pid in child_pids:
+            try:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        try:
+            manager.destroy()
+        finally:
+            st.remove()
+        raise
+    finally:
+        if channel is not None:
+            channel.close()
+        if console_fd >= 0 and console_fd != opts.console_fd:
+            os.close(console_fd)
+
+
+class _Setup:
+    """The three sides of create: the runtime's (``drive_parent``), the setup child's and the init's."""
+
+    def __init__(self, st: ContainerState, config: dict[str, Any], rootfs_path: str, manager: Any,
+                 channel: Channel, console_fd: int, opts: Options) -> None:
+        self.st = st
+        self.config = config
+        self.rootfs = rootfs_path
+        self.manager = manager
+        self.channel = channel
+        self.console_fd = console_fd
+        self.opts = opts
+        self.linux: dict[str, Any] = config.get("linux", {})
+        self.ns: list[dict[str, Any]] = self.linux.get("namespaces", [])
+
+    # -- runtime side -------------------------------------------------------------------------------
+    def drive_parent(self, setup_pid: int, child_pids: list[int]) -> int:
+        channel = self.channel
+        self.manager.apply(setup_pid)  # before the child unshares its cgroup namespace
+        channel.send("go")
+        init_pid = 0
+        while True:
+            message = channel.recv()
+            kind = message["type"]
+            if kind == "userns":
+                namespaces.write_id_maps(setup_pid, self.linux)
+                channel.send("mapped")
+            elif kind == "init":
+                init_pid = int(message["pid"])
+                child_pids.insert(0, init_pid)
+                os.waitpid(setup_pid, 0)
+                child_pids.remove(setup_pid)
+                info = proc_start_time(init_pid)
+                self.st.data["pid"] = init_pid
+                self.st.data["pid_start"] = info[0] if info else 0
+                self.st.save()
+                channel.send("proceed")
+            elif kind == "hooks":
+                state = self.st.oci_state("creating")
+                run_hooks("prestart", hook_list(self.config, "prestart"), state)
+                run_hooks("createRuntime", hook_list(self.config, "createRuntime"), state)
+                channel.send("hooks-done")
+            elif kind == "ready":
+                return init_pid
+            elif kind == "error":
+                raise SystemFailure(f"unable to start container process: {message['message']}")
+            else:
+                raise SystemFailure("unable to start container process: container init exited before it was ready")
+
+    # -- setup child --------------------------------------------------------------------------------
+    def run_child(self) -> None:
+        code = 1
+        try:
+            self.channel.become_child()
+            self.channel.expect("go")
+            joins = {ns["type"]: ns["path"] for ns in self.ns if "path" in ns}
+            namespaces.join(joins)
+            if namespaces.wants_new(self.ns, "user"):
+                L.unshare(L.CLONE_NEWUSER)
+                self.channel.send("userns")
+                self.channel.expect("mapped")
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+            L.unshare(namespaces.new_flags(self.ns))
+            if not self.opts.no_new_keyring:
+                try:
+                    L.join_session_keyring(f"_ses.{self.st.id}")
+                except OSError:
+                    pass  # keyrings may be unavailable (or disallowed by seccomp); runc ignores that too
+            pid = os.fork()
+            if pid == 0:
+                self.run_init()  # never returns
+            self.channel.send("init", pid=pid)
+            code = 0
+        except BaseException as exc:
+            self.channel.send("error", message=describe(exc))
+        finally:
+            os._exit(code)
+
+    # -- container init -----------------------------------------------------------------------------
+    def run_init(self) -> None:
+        channel = self.channel
+        config = self.config
+        process = config["process"]
+        ready = False
+        try:
+            channel.expect("proceed")
+            os.setsid()
+            if config.get("hostname"):
+                L.sethostname(config["hostname"])
+            if config.get("domainname"):
+                L.setdomainname(config["domainname"])
+            os.chdir(self.st.data["bundle"])
+            fifo = os.open(self.st.fifo, os.O_RDWR | os.O_CLOEXEC)  # O_RDWR: opening never blocks
+            close_inherited_fds(3 + self.opts.preserve_fds,
+                                 keep={fifo, self.console_fd, *channel.fds()})
+            in_userns = namespaces.wants_new(self.ns, "user") or "user" in {
+                ns["type"] for ns in self.ns if "path" in ns}
+            rootfs.prepare(config, self.rootfs, cgroup_paths=self.manager.paths(), cgroup_path=self.manager.path,
+                           in_userns=in_userns, new_cgroupns=namespaces.wants_new(self.ns, "cgroup"))
+            channel.send("hooks")
+            channel.expect("hooks-done")
+            run_hooks("createContainer", hook_list(config, "createContainer"), self.st.oci_state("creating"))
+            rootfs.pivot(self.rootfs, no_pivot=self.opts.no_pivot)
+            rootfs.finalize(config, in_userns=in_userns)
+            if process.get("terminal"):
+                from ketch.runtime import terminal
+
+                master, slave = terminal.open_container_pty(process.get("consoleSize"))
+                terminal.send_fd(self.console_fd, master, "/dev/ptmx")
+                os.close(master)
+                os.close(self.console_fd)
+                terminal.make_controlling(slave)
+            elif self.console_fd >= 0:
+                os.close(self.console_fd)
+            exe, env = prepare_credentials(process, self.linux)
+            channel.send("ready")
+            ready = True
+            channel.close()
+            os.read(fifo, 1)  # blocks until `start`
+            os.close(fifo)
+            exec_user_process(process, self.linux, exe, env, self.st)
+        except BaseException as exc:
+            if not ready:
+                channel.send("error", message=describe(exc))
+            else:
+                os.write(2, f"ketch-runtime: {describe(exc)}\n".encode())
+        os._exit(1)

@@ -1,0 +1,32 @@
+"""``features``: what this runtime implements, in the OCI features document's shape."""
+
+from __future__ import annotations
+
+from ketch import __version__
+from ketch.spec.capabilities import CAPABILITIES
+from ketch.spec.oci_runtime import HOOK_KINDS, NAMESPACES, OCI_VERSION, mount_option_names
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def features() -> dict[str, Any]:
+    from ketch.runtime import seccomp
+
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": list(HOOK_KINDS),
+        "mountOptions": mount_option_names(),
+        "linux": {
+            "namespaces": sorted(NAMESPACES),
+            "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.__getitem__),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
+            "seccomp": seccomp.features(),
+            "apparmor": {"enabled": True},
+            "selinux": {"enabled": True},
+            "mountExtensions": {"idmap": {"enabled": False}},
+        },
+        "annotations": {"org.opencontainers.runtime-spec.features": "ketch-runtime " + __version__},
+    }

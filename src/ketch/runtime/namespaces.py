@@ -1,0 +1,75 @@
+"""Namespaces: which to create, which to join by path, and the user namespace's id maps."""
+
+from __future__ import annotations
+
+import os
+
+from ketch.common.errors import InvalidArgument, SystemFailure
+from ketch.spec.oci_runtime import NAMESPACES
+from ketch.sys import linux as L
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["CLONE_FLAGS", "join", "new_flags", "write_id_maps"]
+
+CLONE_FLAGS: dict[str, int] = {
+    "pid": L.CLONE_NEWPID, "network": L.CLONE_NEWNET, "mount": L.CLONE_NEWNS, "ipc": L.CLONE_NEWIPC,
+    "uts": L.CLONE_NEWUTS, "user": L.CLONE_NEWUSER, "cgroup": L.CLONE_NEWCGROUP, "time": L.CLONE_NEWTIME,
+}  # fmt: skip
+# setns order: the user namespace first, so that joining the others happens with its privileges.
+_JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "mount", "cgroup", "time")
+
+
+def new_flags(namespaces: list[dict[str, Any]]) -> int:
+    """unshare(2) flags for the namespaces to create (those without a path), the user namespace excluded."""
+    flags = 0
+    for ns in namespaces:
+        if "path" not in ns and ns["type"] != "user":
+            flags |= CLONE_FLAGS[ns["type"]]
+    return flags
+
+
+def wants_new(namespaces: list[dict[str, Any]], kind: str) -> bool:
+    return any(ns["type"] == kind and "path" not in ns for ns in namespaces)
+
+
+def join(paths: dict[str, str]) -> None:
+    """setns(2) into each namespace file of ``paths`` (type -> path), user namespace first.
+
+    A namespace we are already in is skipped: setns into one's own user namespace fails with EINVAL.
+    """
+    for kind in _JOIN_ORDER:
+        path = paths.get(kind)
+        if not path:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise InvalidArgument(f"namespace {kind} path {path}: {exc.strerror}") from None
+        try:
+            own = f"/proc/self/ns/{NAMESPACES[kind]}"
+            st, mine = os.fstat(fd), os.stat(own)
+            if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+                continue
+            L.setns(fd, CLONE_FLAGS[kind])
+        except OSError as exc:
+            raise SystemFailure.from_oserror(f"join {kind} namespace {path}", exc) from None
+        finally:
+            os.close(fd)
+
+
+def write_id_maps(pid: int, linux: dict[str, Any]) -> None:
+    """Write uid_map and gid_map of ``pid``'s new user namespace (done from outside, as root)."""
+    for key, name in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
+        lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux.get(key, []))
+        path = f"/proc/{pid}/{name}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, lines.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise SystemFailure.from_oserror(f"write {name} {lines.strip()!r}", exc) from None

@@ -1,0 +1,76 @@
+"""What a container's init and an exec'd process share: the last steps before execve."""
+
+from __future__ import annotations
+
+import os
+
+from ketch.common.errors import KetchError, SystemFailure
+from ketch.runtime import credentials
+from ketch.runtime.hooks import hook_list, run_hooks
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ketch.runtime.state import ContainerState
+
+__all__ = ["close_inherited_fds", "describe", "exec_user_process", "prepare_credentials"]
+
+
+def prepare_credentials(process: dict[str, Any], linux: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """Everything between pivot_root and the wait for ``start``; returns the resolved program and env."""
+    credentials.apply_privileged_settings(process)
+    nnp = bool(process.get("noNewPrivileges"))
+    if nnp:
+        credentials.set_no_new_privileges()
+    elif "seccomp" in linux:
+        # Without no_new_privs the filter must be loaded while CAP_SYS_ADMIN is still held.
+        from ketch.runtime import seccomp
+
+        seccomp.load(linux["seccomp"])
+    credentials.drop_bounding(process)
+    credentials.apply_user(process)
+    credentials.apply_capabilities(process)
+    try:
+        os.chdir(process.get("cwd", "/"))
+    except OSError as exc:
+        raise SystemFailure(f"chdir to cwd (\"{process.get('cwd', '/')}\") set in config.json failed: "
+                            f"{exc.strerror.lower()}") from None
+    env_list: list[str] = process.get("env", [])
+    exe = credentials.lookup_executable(process["args"][0], env_list)
+    env = dict(item.split("=", 1) for item in env_list)
+    return exe, env
+
+
+def exec_user_process(process: dict[str, Any], linux: dict[str, Any], exe: str, env: dict[str, str],
+          st: ContainerState | None) -> None:
+    if st is not None:
+        run_hooks("startContainer", hook_list(st.config, "startContainer"), st.oci_state("created"))
+    if process.get("noNewPrivileges") and "seccomp" in linux:
+        from ketch.runtime import seccomp
+
+        seccomp.load(linux["seccomp"])
+    os.execve(exe, process["args"], env)
+
+
+def close_inherited_fds(first: int, keep: set[int]) -> None:
+    """Mark every fd from ``first`` up, other than ours, close-on-exec: the container gets only its stdio
+    and the preserved fds (``--preserve-fds``)."""
+    import fcntl
+
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= first and fd not in keep:
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+            except OSError:
+                pass
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, KetchError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return f"{type(exc).__name__}: {exc}"
