@@ -16,11 +16,15 @@ import ketch
 
 COMMANDS = {"ketch-runtime": "ketch.runtime.cli"}
 
+# os._exit skips the interpreter's finalisation (module teardown, ~3 ms) once output is flushed.
 TEMPLATE = """#!{python} -IS
-import sys
+import os, sys
 sys.path.insert(0, {path!r})
 from {module} import main
-sys.exit(main())
+code = main()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(code)
 """
 
 

@@ -46,7 +46,11 @@ def _position(text: str, pos: int) -> str:
 
 
 def loads(data: str | bytes) -> Any:
-    text = data.decode("utf-8-sig") if isinstance(data, bytes | bytearray) else data
+    if isinstance(data, bytes | bytearray):
+        # Not the utf-8-sig codec: importing it costs more than checking for the BOM here.
+        text = bytes(data[3:] if data[:3] == b"\xef\xbb\xbf" else data).decode()
+    else:
+        text = data
     end = len(text)
     idx = 0
     while idx < end and text[idx] in _WS:

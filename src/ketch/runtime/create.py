@@ -23,7 +23,7 @@ from ketch.common.errors import InvalidArgument, NotFound, SystemFailure
 from ketch.runtime import cgroups, namespaces, rootfs
 from ketch.runtime.channel import Channel
 from ketch.runtime.hooks import hook_list, run_hooks
-from ketch.runtime.process import close_inherited_fds, describe, exec_user_process, prepare_credentials
+from ketch.runtime.process import close_inherited_fds, describe, exec_user_process, preload, prepare_credentials
 from ketch.runtime.state import ContainerState, now_rfc3339, proc_start_time
 from ketch.spec.oci_runtime import validate
 from ketch.sys import linux as L
@@ -67,6 +67,45 @@ def load_bundle(bundle: str) -> tuple[str, dict[str, Any], str]:
     return bundle, config, os.path.realpath(rootfs_path)
 
 
+# Device rules every container gets after its own (runc's AllowedDevices): mknod of anything (the devices
+# that matter are still refused read/write), the default devices, and ptys.
+_ALLOWED_DEVICES = (
+    {"allow": True, "type": "c", "major": None, "minor": None, "access": "m"},
+    {"allow": True, "type": "b", "major": None, "minor": None, "access": "m"},
+    *({"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"}
+      for major, minor in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (136, None))),
+)
+
+
+def cgroup_resources(config: dict[str, Any]) -> dict[str, Any]:
+    """linux.resources with the device rules the runtime itself needs appended."""
+    linux = config.get("linux", {})
+    resources = dict(linux.get("resources", {}))
+    rules = list(resources.get("devices", []))
+    if rules or linux.get("devices"):
+        rules += [dict(rule) for rule in _ALLOWED_DEVICES]
+        for dev in linux.get("devices", []):
+            if dev["type"] in ("c", "b"):
+                rules.append({"allow": True, "type": dev["type"], "major": dev["major"], "minor": dev["minor"],
+                              "access": "rwm"})
+        resources["devices"] = rules
+    return resources
+
+
+def _host_root_ids(linux: dict[str, Any]) -> tuple[int, int]:
+    """The host uid and gid that the container's root maps to (0, 0 without a new user namespace)."""
+    if not namespaces.wants_new(linux.get("namespaces", []), "user"):
+        return 0, 0
+    ids = []
+    for key in ("uidMappings", "gidMappings"):
+        host = 0
+        for mapping in linux.get(key, []):
+            if mapping["containerID"] <= 0 < mapping["containerID"] + mapping["size"]:
+                host = mapping["hostID"] - mapping["containerID"]
+        ids.append(host)
+    return ids[0], ids[1]
+
+
 class Options:
     """What the CLI passes to :func:`create` beyond the id and bundle."""
 
@@ -101,8 +140,11 @@ def create(root: str, container_id: str, bundle: str, opts: Options) -> Containe
     channel: Channel | None = None
     try:
         os.mkfifo(st.fifo, 0o622)
+        root_uid, root_gid = _host_root_ids(linux)
+        if (root_uid, root_gid) != (0, 0):
+            os.chown(st.fifo, root_uid, root_gid)  # the init opens it as the container's root
         manager.create()
-        manager.set(linux.get("resources", {}))
+        manager.set(cgroup_resources(config))
         st.data = {
             "ociVersion": config["ociVersion"], "id": container_id, "pid": 0, "bundle": bundle,
             "rootfs": rootfs_path, "created": now_rfc3339(), "config": config, "creating": True,
@@ -169,8 +211,6 @@ class _Setup:
     # -- runtime side -------------------------------------------------------------------------------
     def drive_parent(self, setup_pid: int, child_pids: list[int]) -> int:
         channel = self.channel
-        self.manager.apply(setup_pid)  # before the child unshares its cgroup namespace
-        channel.send("go")
         init_pid = 0
         while True:
             message = channel.recv()
@@ -181,13 +221,17 @@ class _Setup:
             elif kind == "init":
                 init_pid = int(message["pid"])
                 child_pids.insert(0, init_pid)
+                channel.send("proceed", pid=init_pid)
+                # Moving a task between v1 cgroups waits for an RCU grace period (~10 ms): do it while the
+                # init builds its mounts. The init waits for "hooks-done" before anything that needs the
+                # cgroup: its cgroup namespace, cgroup mounts, and of course the user process.
+                self.manager.apply(init_pid)
                 os.waitpid(setup_pid, 0)
                 child_pids.remove(setup_pid)
                 info = proc_start_time(init_pid)
                 self.st.data["pid"] = init_pid
                 self.st.data["pid_start"] = info[0] if info else 0
                 self.st.save()
-                channel.send("proceed")
             elif kind == "hooks":
                 state = self.st.oci_state("creating")
                 run_hooks("prestart", hook_list(self.config, "prestart"), state)
@@ -205,7 +249,6 @@ class _Setup:
         code = 1
         try:
             self.channel.become_child()
-            self.channel.expect("go")
             joins = {ns["type"]: ns["path"] for ns in self.ns if "path" in ns}
             namespaces.join(joins)
             if namespaces.wants_new(self.ns, "user"):
@@ -214,7 +257,8 @@ class _Setup:
                 self.channel.expect("mapped")
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)
-            L.unshare(namespaces.new_flags(self.ns))
+            # The cgroup namespace is unshared by the init, once the runtime has moved it into its cgroup.
+            L.unshare(namespaces.new_flags(self.ns) & ~L.CLONE_NEWCGROUP)
             if not self.opts.no_new_keyring:
                 try:
                     L.join_session_keyring(f"_ses.{self.st.id}")
@@ -237,7 +281,7 @@ class _Setup:
         process = config["process"]
         ready = False
         try:
-            channel.expect("proceed")
+            self.st.data["pid"] = channel.expect("proceed")["pid"]  # as the host sees it, for hooks
             os.setsid()
             if config.get("hostname"):
                 L.sethostname(config["hostname"])
@@ -249,10 +293,15 @@ class _Setup:
                                  keep={fifo, self.console_fd, *channel.fds()})
             in_userns = namespaces.wants_new(self.ns, "user") or "user" in {
                 ns["type"] for ns in self.ns if "path" in ns}
-            rootfs.prepare(config, self.rootfs, cgroup_paths=self.manager.paths(), cgroup_path=self.manager.path,
-                           in_userns=in_userns, new_cgroupns=namespaces.wants_new(self.ns, "cgroup"))
+            deferred = rootfs.prepare(config, self.rootfs, in_userns=in_userns)
+            compiled = preload(process, self.linux, config)
             channel.send("hooks")
             channel.expect("hooks-done")
+            new_cgroupns = namespaces.wants_new(self.ns, "cgroup")
+            if new_cgroupns:
+                L.unshare(L.CLONE_NEWCGROUP)
+            rootfs.mount_cgroups(deferred, self.rootfs, cgroup_paths=self.manager.paths(),
+                                 cgroup_path=self.manager.path, new_cgroupns=new_cgroupns)
             run_hooks("createContainer", hook_list(config, "createContainer"), self.st.oci_state("creating"))
             rootfs.pivot(self.rootfs, no_pivot=self.opts.no_pivot)
             rootfs.finalize(config, in_userns=in_userns)
@@ -266,13 +315,13 @@ class _Setup:
                 terminal.make_controlling(slave)
             elif self.console_fd >= 0:
                 os.close(self.console_fd)
-            exe, env = prepare_credentials(process, self.linux)
+            exe, env = prepare_credentials(process, compiled)
             channel.send("ready")
             ready = True
             channel.close()
             os.read(fifo, 1)  # blocks until `start`
             os.close(fifo)
-            exec_user_process(process, self.linux, exe, env, self.st)
+            exec_user_process(process, compiled, exe, env, self.st)
         except BaseException as exc:
             if not ready:
                 channel.send("error", message=describe(exc))

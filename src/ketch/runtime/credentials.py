@@ -7,6 +7,7 @@ the bounding set; keep capabilities across setuid; groups, gid, uid; the capabil
 from __future__ import annotations
 
 import os
+import resource
 
 from ketch.common.errors import SystemFailure
 from ketch.spec.capabilities import cap_mask
@@ -24,8 +25,6 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def apply_privileged_settings(process: dict[str, Any]) -> None:
     """rlimits, oomScoreAdj, no_new_privs, LSM labels: what needs privilege or must precede the user switch."""
-    import resource
-
     for rlimit in process.get("rlimits", []):
         try:
             resource.setrlimit(RLIMITS[rlimit["type"]], (rlimit["soft"], rlimit["hard"]))

@@ -12,7 +12,7 @@ import os
 from ketch.common.errors import Conflict, SystemFailure
 from ketch.runtime import cgroups, namespaces
 from ketch.runtime.channel import Channel
-from ketch.runtime.process import close_inherited_fds, describe, exec_user_process, prepare_credentials
+from ketch.runtime.process import close_inherited_fds, describe, exec_user_process, preload, prepare_credentials
 from ketch.runtime.state import ContainerState
 from ketch.spec.oci_runtime import NAMESPACES
 from ketch.sys import linux as L
@@ -38,7 +38,7 @@ def exec_process(st: ContainerState, process: dict[str, Any], *, console_fd: int
     linux: dict[str, Any] = st.config.get("linux", {})
     paths = {kind: f"/proc/{init}/ns/{name}" for kind, name in NAMESPACES.items()
              if any(ns["type"] == kind for ns in linux.get("namespaces", []))}
-    manager = cgroups.open_manager(st.data.get("cgroup_path"), st.id)
+    manager = cgroups.open_manager(st.data.get("cgroup_path"), st.id, paths=st.data.get("cgroup_paths"))
     channel = Channel()
     L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
     setup_pid = os.fork()
@@ -61,8 +61,8 @@ def exec_process(st: ContainerState, process: dict[str, Any], *, console_fd: int
         if message["type"] == "ready":
             return pid
         if message["type"] == "error":
-            raise SystemFailure(f"exec failed: unable to start container process: {message['message']}")
-        raise SystemFailure("exec failed: the process exited before it started")
+            raise SystemFailure(f"unable to start container process: {message['message']}")
+        raise SystemFailure("unable to start container process: the process exited before it started")
     except BaseException:
         for child in child_pids:
             try:
@@ -81,10 +81,11 @@ def _setup_child(channel: Channel, paths: dict[str, str], process: dict[str, Any
     try:
         channel.become_child()
         channel.expect("go")
+        compiled = preload(process, linux)
         namespaces.join(paths)
         pid = os.fork()
         if pid == 0:
-            _run_process(channel, process, linux, console_fd, preserve_fds)
+            _run_process(channel, process, compiled, console_fd, preserve_fds)
         channel.send("init", pid=pid)
         code = 0
     except BaseException as exc:
@@ -93,7 +94,7 @@ def _setup_child(channel: Channel, paths: dict[str, str], process: dict[str, Any
         os._exit(code)
 
 
-def _run_process(channel: Channel, process: dict[str, Any], linux: dict[str, Any], console_fd: int,
+def _run_process(channel: Channel, process: dict[str, Any], compiled: tuple[bytes, int] | None, console_fd: int,
                  preserve_fds: int) -> None:
     try:
         channel.expect("proceed")
@@ -107,10 +108,10 @@ def _run_process(channel: Channel, process: dict[str, Any], linux: dict[str, Any
             os.close(master)
             os.close(console_fd)
             terminal.make_controlling(slave)
-        exe, env = prepare_credentials(process, linux)
+        exe, env = prepare_credentials(process, compiled)
         channel.send("ready")
         channel.close()
-        exec_user_process(process, linux, exe, env, None)
+        exec_user_process(process, compiled, exe, env, None)
     except BaseException as exc:
         channel.send("error", message=describe(exc))
     os._exit(1)

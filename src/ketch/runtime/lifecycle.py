@@ -20,7 +20,7 @@ SIGKILL = 9
 
 
 def manager_for(st: ContainerState) -> Any:
-    return cgroups.open_manager(st.data.get("cgroup_path"), st.id)
+    return cgroups.open_manager(st.data.get("cgroup_path"), st.id, paths=st.data.get("cgroup_paths"))
 
 
 def start(st: ContainerState, *, log_warning: Any = None) -> None:

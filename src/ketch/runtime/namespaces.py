@@ -40,23 +40,31 @@ def join(paths: dict[str, str]) -> None:
 
     A namespace we are already in is skipped: setns into one's own user namespace fails with EINVAL.
     """
-    for kind in _JOIN_ORDER:
-        path = paths.get(kind)
-        if not path:
-            continue
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise InvalidArgument(f"namespace {kind} path {path}: {exc.strerror}") from None
-        try:
-            own = f"/proc/self/ns/{NAMESPACES[kind]}"
-            st, mine = os.fstat(fd), os.stat(own)
-            if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+    # Open every file first: once in the container's mount namespace, /proc is the container's and the
+    # paths (/proc/<host pid>/ns/...) no longer resolve.
+    fds: list[tuple[str, str, int]] = []
+    try:
+        for kind in _JOIN_ORDER:
+            path = paths.get(kind)
+            if not path:
                 continue
-            L.setns(fd, CLONE_FLAGS[kind])
-        except OSError as exc:
-            raise SystemFailure.from_oserror(f"join {kind} namespace {path}", exc) from None
-        finally:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise InvalidArgument(f"namespace {kind} path {path}: {exc.strerror}") from None
+            fds.append((kind, path, fd))
+        # Likewise our own namespaces: /proc/self does not resolve in a pid namespace we are not in.
+        own = {kind: os.stat(f"/proc/self/ns/{NAMESPACES[kind]}") for kind, _path, _fd in fds}
+        for kind, path, fd in fds:
+            try:
+                st, mine = os.fstat(fd), own[kind]
+                if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+                    continue
+                L.setns(fd, CLONE_FLAGS[kind])
+            except OSError as exc:
+                raise SystemFailure.from_oserror(f"join {kind} namespace {path}", exc) from None
+    finally:
+        for _kind, _path, fd in fds:
             os.close(fd)
 
 

@@ -14,20 +14,37 @@ if TYPE_CHECKING:
 
     from ketch.runtime.state import ContainerState
 
-__all__ = ["close_inherited_fds", "describe", "exec_user_process", "prepare_credentials"]
+__all__ = ["close_inherited_fds", "describe", "exec_user_process", "preload", "prepare_credentials"]
 
 
-def prepare_credentials(process: dict[str, Any], linux: dict[str, Any]) -> tuple[str, dict[str, str]]:
+def preload(process: dict[str, Any], linux: dict[str, Any], config: dict[str, Any] | None = None,
+            ) -> tuple[bytes, int] | None:
+    """Run while the host's filesystem is still visible (before pivot_root or setns into the container's
+    mount namespace): import every module the remaining steps need, since Python cannot find its
+    standard library afterwards, and compile the seccomp filter, since libseccomp cannot be loaded then.
+    Returns the compiled filter."""
+    if process.get("terminal"):
+        from ketch.runtime import terminal  # noqa: F401
+    if config is not None and hook_list(config, "startContainer"):
+        import subprocess  # noqa: F401
+    if "seccomp" not in linux:
+        return None
+    from ketch.runtime import seccomp
+
+    return seccomp.compile_program(linux["seccomp"])
+
+
+def prepare_credentials(process: dict[str, Any], compiled: tuple[bytes, int] | None,
+                        ) -> tuple[str, dict[str, str]]:
     """Everything between pivot_root and the wait for ``start``; returns the resolved program and env."""
     credentials.apply_privileged_settings(process)
-    nnp = bool(process.get("noNewPrivileges"))
-    if nnp:
+    if process.get("noNewPrivileges"):
         credentials.set_no_new_privileges()
-    elif "seccomp" in linux:
+    elif compiled is not None:
         # Without no_new_privs the filter must be loaded while CAP_SYS_ADMIN is still held.
         from ketch.runtime import seccomp
 
-        seccomp.load(linux["seccomp"])
+        seccomp.load_compiled(compiled)
     credentials.drop_bounding(process)
     credentials.apply_user(process)
     credentials.apply_capabilities(process)
@@ -35,34 +52,32 @@ def prepare_credentials(process: dict[str, Any], linux: dict[str, Any]) -> tuple
         os.chdir(process.get("cwd", "/"))
     except OSError as exc:
         raise SystemFailure(f"chdir to cwd (\"{process.get('cwd', '/')}\") set in config.json failed: "
-                            f"{exc.strerror.lower()}") from None
+                            f"{(exc.strerror or '').lower()}") from None
     env_list: list[str] = process.get("env", [])
     exe = credentials.lookup_executable(process["args"][0], env_list)
     env = dict(item.split("=", 1) for item in env_list)
     return exe, env
 
 
-def exec_user_process(process: dict[str, Any], linux: dict[str, Any], exe: str, env: dict[str, str],
-          st: ContainerState | None) -> None:
+def exec_user_process(process: dict[str, Any], compiled: tuple[bytes, int] | None, exe: str,
+                      env: dict[str, str], st: ContainerState | None) -> None:
     if st is not None:
         run_hooks("startContainer", hook_list(st.config, "startContainer"), st.oci_state("created"))
-    if process.get("noNewPrivileges") and "seccomp" in linux:
+    if process.get("noNewPrivileges") and compiled is not None:
         from ketch.runtime import seccomp
 
-        seccomp.load(linux["seccomp"])
+        seccomp.load_compiled(compiled)
     os.execve(exe, process["args"], env)
 
 
 def close_inherited_fds(first: int, keep: set[int]) -> None:
     """Mark every fd from ``first`` up, other than ours, close-on-exec: the container gets only its stdio
     and the preserved fds (``--preserve-fds``)."""
-    import fcntl
-
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd >= first and fd not in keep:
             try:
-                fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+                os.set_inheritable(fd, False)
             except OSError:
                 pass
 

@@ -21,7 +21,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["finalize", "pivot", "prepare", "DEFAULT_DEVICES"]
+__all__ = ["DEFAULT_DEVICES", "finalize", "mount_cgroups", "pivot", "prepare"]
 
 # (path, type, major, minor): the devices the runtime spec says every container has.
 DEFAULT_DEVICES = (
@@ -56,24 +56,31 @@ def _current_flags(path: str) -> int:
 
 
 def _mkdir_in_root(root: str, dest: str, *, file: bool = False) -> None:
-    """Create ``dest`` (and its parents) inside ``root``; an existing path is left as it is."""
+    """Create ``dest`` (and its parents) inside ``root``; an existing path is left as it is.
+
+    Symlinks on the way are followed inside ``root`` (``/evil -> /host/dir`` creates ``root/host/dir``).
+    """
     path = secure_join(root, dest)
     if os.path.lexists(path):
         return
-    parent = os.path.dirname(dest.rstrip("/")) or "/"
-    if parent != dest:
-        _mkdir_in_root(root, parent)
-        path = secure_join(root, dest)
-    if file:
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644))
-    else:
-        os.mkdir(path, 0o755)
+    missing = os.path.relpath(path, root).split("/")
+    current = os.path.realpath(root)
+    for i, part in enumerate(missing):
+        current = os.path.join(current, part)
+        if os.path.lexists(current):
+            continue
+        if file and i == len(missing) - 1:
+            os.close(os.open(current, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644))
+        else:
+            os.mkdir(current, 0o755)
 
 
 class _Target:
     """An opened mount destination; mount on :attr:`proc` rather than on the resolved path."""
 
     def __init__(self, root: str, dest: str, *, file: bool = False) -> None:
+        self.root = root
+        self.dest = dest
         try:
             _mkdir_in_root(root, dest, file=file)
             self.path, self.fd = open_in_root(root, dest)
@@ -81,43 +88,62 @@ class _Target:
             raise _fail(f"prepare mount destination {dest}", exc) from None
         self.proc = f"/proc/self/fd/{self.fd}"
 
+    def reopen(self) -> None:
+        """Open the destination again: after a mount on it, the old fd still names the covered directory,
+        and a remount or propagation change must address the new mount on top."""
+        os.close(self.fd)
+        self.path, self.fd = open_in_root(self.root, self.dest)
+        self.proc = f"/proc/self/fd/{self.fd}"
+
     def close(self) -> None:
         os.close(self.fd)
 
 
-def prepare(config: dict[str, Any], rootfs: str, *, cgroup_paths: dict[str, str], cgroup_path: str,
-            in_userns: bool, new_cgroupns: bool) -> None:
-    """Everything before pivot_root. ``rootfs`` is absolute; the current directory is the bundle."""
+def prepare(config: dict[str, Any], rootfs: str, *, in_userns: bool) -> list[tuple[int, dict[str, Any]]]:
+    """Everything before pivot_root except cgroup mounts, which are returned as (index, mount) for
+    :func:`mount_cgroups`: they must wait until the process has joined its cgroup (and unshared its
+    cgroup namespace), which the runtime does while this runs. ``rootfs`` is absolute; the current
+    directory is the bundle."""
     linux = config.get("linux", {})
     propagation = parse_mount_options([linux["rootfsPropagation"]])[1] if linux.get("rootfsPropagation") else []
     _mount(None, "/", None, propagation[0] if propagation else L.MS_SLAVE | L.MS_REC)
     _mount(rootfs, rootfs, None, L.MS_BIND | L.MS_REC)
     dev_bound = False
+    deferred: list[tuple[int, dict[str, Any]]] = []
     for i, mount in enumerate(config.get("mounts", [])):
-        dest = mount["destination"]
-        if not dest.startswith("/"):
-            dest = "/" + dest  # runc accepts relative destinations and treats them as absolute
+        if mount.get("type") in ("cgroup", "cgroup2"):
+            deferred.append((i, mount))
+            continue
+        dest = _destination(mount)
         try:
-            bound = _mount_one(mount, dest, rootfs, cgroup_paths=cgroup_paths, cgroup_path=cgroup_path,
-                               in_userns=in_userns, new_cgroupns=new_cgroupns)
+            bound = _mount_one(mount, dest, rootfs, in_userns=in_userns)
         except InvalidArgument as exc:
             raise InvalidArgument(f"config.json: mounts[{i}]: {exc}") from None
         if bound and os.path.normpath(dest) == "/dev":
             dev_bound = True
     if not dev_bound:
         _create_devices(rootfs, linux.get("devices", []), in_userns=in_userns)
+    return deferred
 
 
-def _mount_one(mount: dict[str, Any], dest: str, rootfs: str, *, cgroup_paths: dict[str, str],
-               cgroup_path: str, in_userns: bool, new_cgroupns: bool) -> bool:
+def _destination(mount: dict[str, Any]) -> str:
+    dest: str = mount["destination"]
+    return dest if dest.startswith("/") else "/" + dest  # runc treats relative destinations as absolute
+
+
+def mount_cgroups(deferred: list[tuple[int, dict[str, Any]]], rootfs: str, *, cgroup_paths: dict[str, str],
+                  cgroup_path: str, new_cgroupns: bool) -> None:
+    for _i, mount in deferred:
+        flags = parse_mount_options(mount.get("options", []))[0]
+        _mount_cgroups(_destination(mount), rootfs, flags, cgroup_paths, cgroup_path, new_cgroupns)
+
+
+def _mount_one(mount: dict[str, Any], dest: str, rootfs: str, *, in_userns: bool) -> bool:
     """Mount one config entry; return True when it was a bind mount."""
     fstype = mount.get("type") or ""
     source = mount.get("source") or ""
     flags, propagation, data, extensions = parse_mount_options(mount.get("options", []))
     is_bind = bool(flags & L.MS_BIND) or fstype == "bind"
-    if fstype == "cgroup" or fstype == "cgroup2":
-        _mount_cgroups(dest, rootfs, flags, cgroup_paths, cgroup_path, new_cgroupns)
-        return False
     if is_bind:
         src = os.path.join(os.getcwd(), source) if not source.startswith("/") else source
         try:
@@ -127,6 +153,7 @@ def _mount_one(mount: dict[str, Any], dest: str, rootfs: str, *, cgroup_paths: d
         target = _Target(rootfs, dest, file=not stat.S_ISDIR(st.st_mode))
         try:
             _mount(src, target.proc, None, L.MS_BIND | (flags & L.MS_REC))
+            target.reopen()
             extra = flags & ~(L.MS_BIND | L.MS_REC | L.MS_REMOUNT)
             if extra:
                 if in_userns:
@@ -144,6 +171,7 @@ def _mount_one(mount: dict[str, Any], dest: str, rootfs: str, *, cgroup_paths: d
             _tmpfs_copyup(target, flags, options)
         else:
             _mount(source or fstype, target.proc, fstype or None, flags & ~L.MS_REMOUNT, options)
+        target.reopen()
         for prop in propagation:
             _mount(None, target.proc, None, prop)
     finally:
@@ -162,7 +190,8 @@ def _tmpfs_copyup(target: _Target, flags: int, options: str | None) -> None:
         shutil.copytree(target.path, staging, symlinks=True, dirs_exist_ok=True)
         _mount(staging, target.proc, None, L.MS_MOVE)
         if flags & L.MS_RDONLY:
-            _mount(None, target.path, None, flags | L.MS_REMOUNT)
+            target.reopen()
+            _mount(None, target.proc, None, flags | L.MS_REMOUNT)
     finally:
         os.rmdir(staging)
 
@@ -179,6 +208,7 @@ def _mount_cgroups(dest: str, rootfs: str, flags: int, paths: dict[str, str], cg
                 _mount("cgroup2", target.proc, "cgroup2", base | ro)
             else:
                 _mount(paths[""], target.proc, None, L.MS_BIND | L.MS_REC)
+                target.reopen()
                 _mount(None, target.proc, None, L.MS_BIND | L.MS_REMOUNT | base | ro)
         finally:
             target.close()
@@ -200,6 +230,7 @@ def _mount_cgroups(dest: str, rootfs: str, flags: int, paths: dict[str, str], cg
         sub = _Target(rootfs, f"{dest.rstrip('/')}/{name}")
         try:
             _mount(host_dir, sub.proc, None, L.MS_BIND | L.MS_REC)
+            sub.reopen()
             _mount(None, sub.proc, None, L.MS_BIND | L.MS_REMOUNT | base | ro)
         finally:
             sub.close()

@@ -276,13 +276,48 @@ def install(seccomp: dict[str, Any], backend: Backend) -> None:
             _add_rule(filt, backend, rule, profile.default_action)
         stub = b""
         if _wants_enosys_stub(profile.default_action):
-            stub = b""
+            stub = enosys_stub(_last_syscalls(backend, profile, arch_tokens))
         if stub:
             backend.load_program(stub + filt.export_bpf(), kernel_flags)
         else:
             filt.load()
     finally:
         filt.release()
+
+
+def compile_program(seccomp: dict[str, Any], backend: Backend | None = None) -> tuple[bytes, int] | None:
+    """Build the filter and return it as (classic BPF program, seccomp(2) flags) without loading it.
+
+    A container's init compiles before pivot_root, while libseccomp can still be loaded from the host,
+    and installs the program with :func:`load_compiled` as late as it must.
+    """
+    backend = backend or _sc.LibSeccomp()
+    profile = parse(seccomp)
+    if profile is None:
+        return None
+    arch_tokens: list[tuple[str, int]] = []
+    for i, arch in enumerate(profile.architectures):
+        token = backend.arch_resolve(ARCHITECTURES[arch])
+        if token is None:
+            raise Unsupported(f"{_WHERE}.architectures[{i}]: this libseccomp does not know {_show(arch)}")
+        arch_tokens.append((arch, token))
+    filt = backend.new_filter(profile.default_action)
+    try:
+        kernel_flags = _configure(filt, profile, arch_tokens)
+        for rule in profile.rules:
+            _add_rule(filt, backend, rule, profile.default_action)
+        stub = b""
+        if _wants_enosys_stub(profile.default_action):
+            stub = enosys_stub(_last_syscalls(backend, profile, arch_tokens))
+        return stub + filt.export_bpf(), kernel_flags
+    finally:
+        filt.release()
+
+
+def load_compiled(compiled: tuple[bytes, int] | None) -> None:
+    """Install what :func:`compile_program` returned into the calling thread."""
+    if compiled is not None:
+        _sc.load_program(*compiled)
 
 
 def load(seccomp: dict[str, Any]) -> None:

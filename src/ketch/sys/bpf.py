@@ -25,8 +25,17 @@ BPF_PROG_TYPE_CGROUP_DEVICE = 15
 BPF_CGROUP_DEVICE = 6
 BPF_F_ALLOW_MULTI = 1 << 1
 
-_SYS_BPF = {"x86_64": 321, "aarch64": 280, "arm64": 280, "armv7l": 386, "ppc64le": 361, "s390x": 351,
-            "riscv64": 280, "i686": 357, "i386": 357}
+_SYS_BPF = {
+    "x86_64": 321,
+    "aarch64": 280,
+    "arm64": 280,
+    "armv7l": 386,
+    "ppc64le": 361,
+    "s390x": 351,
+    "riscv64": 280,
+    "i686": 357,
+    "i386": 357,
+}
 _ATTR_SIZE = 128  # larger than every layout used here; the kernel requires the unused tail to be zero
 
 _libc: ctypes.CDLL | None = None

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fakes.seccomp_fake import ARCH_AARCH64, SYSCALLS, FakeBackend, FakeFilter, run_bpf
 
 from ketch.common.errors import InvalidArgument, SystemFailure, Unsupported
 from ketch.runtime import seccomp
 from ketch.sys import seccomp as sc
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fakes"))
-from seccomp_fake import ARCH_AARCH64, SYSCALLS, FakeBackend, FakeFilter, run_bpf
 
 X86_64, X86, X32 = sc.ARCH_X86_64, sc.ARCH_X86, sc.ARCH_X32
 ALLOW, LOG, KILL, KILL_PROCESS, TRAP = sc.ACT_ALLOW, sc.ACT_LOG, sc.ACT_KILL, sc.ACT_KILL_PROCESS, sc.ACT_TRAP

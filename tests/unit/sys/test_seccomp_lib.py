@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import errno
 import struct
-import sys
 from pathlib import Path
 
 import pytest
+from tests.fakes.seccomp_fake import run_bpf
 
 from ketch.common.errors import InvalidArgument, SystemFailure, Unsupported
 from ketch.sys import seccomp as sc
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fakes"))
-from seccomp_fake import run_bpf
 
 X86_64 = sc.ARCH_X86_64
 

@@ -91,11 +91,13 @@ def parse_rules(value: object, where: str) -> list[Rule]:
             raise InvalidArgument(f"{w}.allow must be true or false, not {allow!r}")
         kind = entry.get("type") or "a"
         if kind not in ("a", "b", "c"):
-            raise InvalidArgument(f"{w}.type must be \"a\", \"b\" or \"c\", not {kind!r}")
+            raise InvalidArgument(f'{w}.type must be "a", "b" or "c", not {kind!r}')
         access = entry.get("access") or ""
         if not isinstance(access, str):
             raise InvalidArgument(f"{w}.access must be a string, not {access!r}")
-        rules.append(Rule(allow, kind, _number(entry, "major", w), _number(entry, "minor", w), parse_access(access, w)))
+        rules.append(
+            Rule(allow, kind, _number(entry, "major", w), _number(entry, "minor", w), parse_access(access, w))
+        )
     return rules
 
 

@@ -141,7 +141,9 @@ def make_dirs(dirpath: str) -> list[str]:
             os.mkdir(d, 0o755)
             created.append(d)
         except FileExistsError:
-            continue
+            if os.path.isdir(d):
+                continue  # created concurrently
+            raise SystemFailure(f"cannot create cgroup directory {d}: a file is in the way", path=d) from None
         except OSError as exc:
             raise SystemFailure.from_oserror(f"cannot create cgroup directory {d}", exc) from None
     return created

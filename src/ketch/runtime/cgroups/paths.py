@@ -21,12 +21,12 @@ def inner_path(cgroups_path: str | None, container_id: str) -> str:
         return "/" + container_id
     if ":" in cgroups_path:
         raise InvalidArgument(
-            f"cgroupsPath {cgroups_path!r} has the systemd form \"slice:prefix:name\" but the cgroupfs driver "
-            "is in use (paths must look like \"/a/b\")"
+            f'cgroupsPath {cgroups_path!r} has the systemd form "slice:prefix:name" but the '
+            'cgroupfs driver is in use (paths must look like "/a/b")'
         )
     if "\x00" in cgroups_path:
         raise InvalidArgument("cgroupsPath must not contain NUL bytes")
-    cleaned = posixpath.normpath("/" + cgroups_path)
+    cleaned = posixpath.normpath("/" + cgroups_path.lstrip("/"))  # "//x" would survive normpath
     if cleaned == "/":
         raise InvalidArgument(f"cgroupsPath {cgroups_path!r} names the cgroup the container cannot own")
     return cleaned if cgroups_path.startswith("/") else cleaned[1:]

@@ -206,7 +206,7 @@ def parse(res: dict[str, Any] | None) -> Resources:
         w = f"{_WHERE}.hugepageLimits[{i}]"
         size = hp.get("pageSize")
         if not isinstance(size, str) or not size or "/" in size:
-            raise InvalidArgument(f"{w}.pageSize must be a page size like \"2MB\", not {size!r}")
+            raise InvalidArgument(f'{w}.pageSize must be a page size like "2MB", not {size!r}')
         r.hugepages.append((size, _req_int(hp, "limit", w)))
 
     for name, entry in _section(res, "rdma").items():

@@ -30,16 +30,34 @@ def _memory_entry(usage: int, max_usage: int, failcnt: int, limit: int) -> dict[
     return _omit_zero({"limit": limit, "usage": usage, "max": max_usage, "failcnt": failcnt}, "usage", "max")
 
 
-def _cpu(total: int, percpu: list[int], pkernel: list[int], puser: list[int], kernel: int, user: int,
-         throttle: tuple[int, int, int]) -> dict[str, Any]:
+def _cpu(
+    total: int,
+    percpu: list[int],
+    pkernel: list[int],
+    puser: list[int],
+    kernel: int,
+    user: int,
+    throttle: tuple[int, int, int],
+) -> dict[str, Any]:
     usage = _omit_zero(
-        {"total": total, "percpu": percpu, "percpu_kernel": pkernel, "percpu_user": puser,
-         "kernel": kernel, "user": user},
-        "total", "percpu", "percpu_kernel", "percpu_user",
+        {
+            "total": total,
+            "percpu": percpu,
+            "percpu_kernel": pkernel,
+            "percpu_user": puser,
+            "kernel": kernel,
+            "user": user,
+        },
+        "total",
+        "percpu",
+        "percpu_kernel",
+        "percpu_user",
     )
     throttling = _omit_zero(
         {"periods": throttle[0], "throttledPeriods": throttle[1], "throttledTime": throttle[2]},
-        "periods", "throttledPeriods", "throttledTime",
+        "periods",
+        "throttledPeriods",
+        "throttledTime",
     )
     return {"usage": usage, "throttling": throttling}
 
@@ -49,11 +67,13 @@ def _pids(current: int, limit: int) -> dict[str, Any]:
 
 
 def _blkio_entry(major: int, minor: int, op: str, value: int) -> dict[str, Any]:
-    return _omit_zero({"major": major, "minor": minor, "op": op, "value": value}, "major", "minor", "op", "value")
+    return _omit_zero(
+        {"major": major, "minor": minor, "op": op, "value": value}, "major", "minor", "op", "value"
+    )
 
 
 def _cpu_list(text: str | None) -> list[int]:
-    """"0-3,8" -> [0, 1, 2, 3, 8]"""
+    """ "0-3,8" -> [0, 1, 2, 3, 8]"""
     out: list[int] = []
     for part in (text or "").strip().split(","):
         if not part:
@@ -88,7 +108,8 @@ def _empty() -> dict[str, Any]:
 def _cpuset(d: str) -> dict[str, Any]:
     return _omit_zero(
         {"cpus": _cpu_list(fs.read_opt(d, "cpuset.cpus")), "mems": _cpu_list(fs.read_opt(d, "cpuset.mems"))},
-        "cpus", "mems",
+        "cpus",
+        "mems",
     )
 
 
@@ -119,20 +140,28 @@ def _v1_blkio_file(d: str, name: str) -> list[dict[str, Any]] | None:
 
 # Like runc: the first group whose first file exists and has entries wins (BFQ, CFQ, then throttling).
 _V1_BLKIO_GROUPS = (
-    (("blkio.bfq.io_serviced_recursive", "ioServicedRecursive"),
-     ("blkio.bfq.io_service_bytes_recursive", "ioServiceBytesRecursive")),
-    (("blkio.io_serviced_recursive", "ioServicedRecursive"),
-     ("blkio.io_service_bytes_recursive", "ioServiceBytesRecursive"),
-     ("blkio.io_queued_recursive", "ioQueueRecursive"),
-     ("blkio.io_service_time_recursive", "ioServiceTimeRecursive"),
-     ("blkio.io_wait_time_recursive", "ioWaitTimeRecursive"),
-     ("blkio.io_merged_recursive", "ioMergedRecursive"),
-     ("blkio.time_recursive", "ioTimeRecursive"),
-     ("blkio.sectors_recursive", "sectorsRecursive")),
-    (("blkio.throttle.io_serviced_recursive", "ioServicedRecursive"),
-     ("blkio.throttle.io_service_bytes_recursive", "ioServiceBytesRecursive")),
-    (("blkio.throttle.io_serviced", "ioServicedRecursive"),
-     ("blkio.throttle.io_service_bytes", "ioServiceBytesRecursive")),
+    (
+        ("blkio.bfq.io_serviced_recursive", "ioServicedRecursive"),
+        ("blkio.bfq.io_service_bytes_recursive", "ioServiceBytesRecursive"),
+    ),
+    (
+        ("blkio.io_serviced_recursive", "ioServicedRecursive"),
+        ("blkio.io_service_bytes_recursive", "ioServiceBytesRecursive"),
+        ("blkio.io_queued_recursive", "ioQueueRecursive"),
+        ("blkio.io_service_time_recursive", "ioServiceTimeRecursive"),
+        ("blkio.io_wait_time_recursive", "ioWaitTimeRecursive"),
+        ("blkio.io_merged_recursive", "ioMergedRecursive"),
+        ("blkio.time_recursive", "ioTimeRecursive"),
+        ("blkio.sectors_recursive", "sectorsRecursive"),
+    ),
+    (
+        ("blkio.throttle.io_serviced_recursive", "ioServicedRecursive"),
+        ("blkio.throttle.io_service_bytes_recursive", "ioServiceBytesRecursive"),
+    ),
+    (
+        ("blkio.throttle.io_serviced", "ioServicedRecursive"),
+        ("blkio.throttle.io_service_bytes", "ioServiceBytesRecursive"),
+    ),
 )
 
 
@@ -182,9 +211,17 @@ def v1(dirs: dict[str, str]) -> dict[str, Any]:
         ticks = fs.keyed(fs.read_opt(d, "cpuacct.stat"))
         cpu_stat = fs.keyed(fs.read_opt(dirs["cpu"], "cpu.stat")) if "cpu" in dirs else {}
         out["cpu"] = _cpu(
-            fs.uint(fs.read_opt(d, "cpuacct.usage")), percpu, pkernel, puser,
-            ticks.get("system", 0) * _NS_PER_TICK, ticks.get("user", 0) * _NS_PER_TICK,
-            (cpu_stat.get("nr_periods", 0), cpu_stat.get("nr_throttled", 0), cpu_stat.get("throttled_time", 0)),
+            fs.uint(fs.read_opt(d, "cpuacct.usage")),
+            percpu,
+            pkernel,
+            puser,
+            ticks.get("system", 0) * _NS_PER_TICK,
+            ticks.get("user", 0) * _NS_PER_TICK,
+            (
+                cpu_stat.get("nr_periods", 0),
+                cpu_stat.get("nr_throttled", 0),
+                cpu_stat.get("throttled_time", 0),
+            ),
         )
     d = dirs.get("cpuset")
     if d:
@@ -204,7 +241,8 @@ def v1(dirs: dict[str, str]) -> dict[str, Any]:
                 "raw": raw,
                 "event_count": {"max": usage["failcnt"], "oom_kill": oom.get("oom_kill", 0)},
             },
-            "cache", "raw",
+            "cache",
+            "raw",
         )
     d = dirs.get("pids")
     if d:
@@ -221,7 +259,8 @@ def v1(dirs: dict[str, str]) -> dict[str, Any]:
                     "max": fs.uint(fs.read_opt(d, f"hugetlb.{size}.max_usage_in_bytes")),
                     "failcnt": fs.uint(fs.read_opt(d, f"hugetlb.{size}.failcnt")),
                 },
-                "usage", "max",
+                "usage",
+                "max",
             )
     return out
 
@@ -231,8 +270,12 @@ def v1(dirs: dict[str, str]) -> dict[str, Any]:
 
 def _v2_io(d: str) -> dict[str, Any]:
     tables: dict[str, list[dict[str, Any]]] = {}
-    names = {"rbytes": ("ioServiceBytesRecursive", "Read"), "wbytes": ("ioServiceBytesRecursive", "Write"),
-             "rios": ("ioServicedRecursive", "Read"), "wios": ("ioServicedRecursive", "Write")}
+    names = {
+        "rbytes": ("ioServiceBytesRecursive", "Read"),
+        "wbytes": ("ioServiceBytesRecursive", "Write"),
+        "rios": ("ioServicedRecursive", "Read"),
+        "wios": ("ioServicedRecursive", "Write"),
+    }
     for line in (fs.read_opt(d, "io.stat") or "").splitlines():
         fields = line.split()
         if not fields or ":" not in fields[0]:
@@ -254,9 +297,17 @@ def v2(d: str) -> dict[str, Any]:
     out = _empty()
     cpu_stat = fs.keyed(fs.read_opt(d, "cpu.stat"))
     out["cpu"] = _cpu(
-        cpu_stat.get("usage_usec", 0) * 1000, [], [], [],
-        cpu_stat.get("system_usec", 0) * 1000, cpu_stat.get("user_usec", 0) * 1000,
-        (cpu_stat.get("nr_periods", 0), cpu_stat.get("nr_throttled", 0), cpu_stat.get("throttled_usec", 0) * 1000),
+        cpu_stat.get("usage_usec", 0) * 1000,
+        [],
+        [],
+        [],
+        cpu_stat.get("system_usec", 0) * 1000,
+        cpu_stat.get("user_usec", 0) * 1000,
+        (
+            cpu_stat.get("nr_periods", 0),
+            cpu_stat.get("nr_throttled", 0),
+            cpu_stat.get("throttled_usec", 0) * 1000,
+        ),
     )
     out["cpuset"] = _cpuset(d)
     if fs.exists(d, "memory.current"):
@@ -271,15 +322,22 @@ def v2(d: str) -> dict[str, Any]:
         out["memory"] = _omit_zero(
             {
                 "cache": raw.get("file", 0),
-                "usage": _memory_entry(usage, fs.uint(fs.read_opt(d, "memory.peak")), events.get("max", 0), limit),
-                "swap": _memory_entry(fs.uint(fs.read_opt(d, "memory.swap.current")) + usage, 0,
-                                      fs.keyed(fs.read_opt(d, "memory.swap.events")).get("max", 0), swap_limit),
+                "usage": _memory_entry(
+                    usage, fs.uint(fs.read_opt(d, "memory.peak")), events.get("max", 0), limit
+                ),
+                "swap": _memory_entry(
+                    fs.uint(fs.read_opt(d, "memory.swap.current")) + usage,
+                    0,
+                    fs.keyed(fs.read_opt(d, "memory.swap.events")).get("max", 0),
+                    swap_limit,
+                ),
                 "kernel": _memory_entry(0, 0, 0, 0),
                 "kernelTCP": _memory_entry(0, 0, 0, 0),
                 "raw": raw,
                 "event_count": {k: events[k] for k in _EVENTS if k in events},
             },
-            "cache", "raw",
+            "cache",
+            "raw",
         )
     if fs.exists(d, "pids.current"):
         out["pids"] = _pids(fs.uint(fs.read_opt(d, "pids.current")), fs.uint(fs.read_opt(d, "pids.max")))

@@ -193,7 +193,9 @@ class V1Manager(Manager):
         need = r.needs()
         for ctrl, field in need.items():
             if ctrl not in self._dirs:
-                raise Unsupported(f"{field} needs the {ctrl} cgroup controller, which is not mounted on this host")
+                raise Unsupported(
+                    f"{field} needs the {ctrl} cgroup controller, which is not mounted on this host"
+                )
         for ctrl in _SET_ORDER:
             if ctrl in need:
                 getattr(self, f"_set_{ctrl}")(self._dirs[ctrl], r)
