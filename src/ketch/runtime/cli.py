@@ -12,10 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ketch import __version__
-from ketch.common import fastjson
 from ketch.common.errors import InvalidArgument, KetchError
-from ketch.runtime.state import DEFAULT_ROOT
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -152,6 +149,7 @@ class Logger:
             self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def log(self, level: str, msg: str) -> None:
+        from ketch.common import fastjson
         from ketch.runtime.state import now_rfc3339
 
         now = now_rfc3339()
@@ -189,10 +187,16 @@ def _one_id(command: str, rest: list[str], extra: bool = False) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if "create" in args or "run" in args or "exec" in args:
+        # First thing, before the imports below: see cgroups/warmup.py (an id named "run" costs nothing).
+        from ketch.runtime.cgroups.warmup import warm_up
+
+        warm_up()
     logger: Logger | None = None
     try:
         gopts, rest = _parse(args, _GLOBAL)
         if gopts.get("version"):
+            from ketch import __version__
             from ketch.spec.oci_runtime import OCI_VERSION
 
             sys.stdout.write(f"ketch-runtime version {__version__}\nspec: {OCI_VERSION}\n"
@@ -213,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         from ketch.runtime import commands
 
         handler: Callable[..., int] = getattr(commands, "cmd_" + command)
+        from ketch.runtime.state import DEFAULT_ROOT
+
         root = os.path.abspath(gopts.get("root") or DEFAULT_ROOT)
         return handler(root=root, opts=opts, args=rest, gopts=gopts, logger=logger)
     except KetchError as exc:
