@@ -59,6 +59,14 @@ def loads(data: str | bytes) -> Any:
         value, idx = _scan(text, idx)
     except StopIteration as exc:
         raise ValueError(f"Expecting value: {_position(text, exc.value)}") from None
+    except SystemError:
+        # Some errors (an unterminated string, a missing value after a comma in an object) are reported by
+        # the C scanner through json.decoder, which it finds only if already imported. Bad input is the
+        # rare path: let the json module parse it and raise its JSONDecodeError (a ValueError).
+        import json
+
+        json.loads(text)
+        raise ValueError("invalid JSON") from None
     finally:
         _Context.memo.clear()
     while idx < end and text[idx] in _WS:
