@@ -54,8 +54,13 @@ def main() -> int:
                 errors[name] = "not installed"
                 del runtimes[name]
                 continue
-            probe = subprocess.run([*base, "--root", str(work / f"root-{name}"), "run", "probe"], cwd=bundle,
-                                   capture_output=True, text=True, check=False)
+            probe = subprocess.run(
+                [*base, "--root", str(work / f"root-{name}"), "run", "probe"],
+                cwd=bundle,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if probe.returncode != 0:
                 errors[name] = (probe.stderr.strip().splitlines() or ["failed"])[-1]
                 del runtimes[name]
@@ -65,8 +70,18 @@ def main() -> int:
         for i in range(args.runs):
             for name, base in runtimes.items():
                 if name == "unshare+chroot":
-                    cmd = ["unshare", "--mount", "--pid", "--fork", "--uts", "--ipc", "--net", "chroot", rootfs,
-                           "/bin/true"]
+                    cmd = [
+                        "unshare",
+                        "--mount",
+                        "--pid",
+                        "--fork",
+                        "--uts",
+                        "--ipc",
+                        "--net",
+                        "chroot",
+                        rootfs,
+                        "/bin/true",
+                    ]
                 else:
                     cmd = [*base, "--root", str(work / f"root-{name}"), "run", f"bench{i}"]
                 elapsed, code = measure(cmd, str(bundle))
@@ -84,8 +99,13 @@ def main() -> int:
             p10 = values[len(values) // 10]
             p90 = values[(len(values) * 9) // 10]
             ratio = median / runc_median if runc_median else None
-            results[name] = {"median_ms": round(median, 2), "p10_ms": round(p10, 2), "p90_ms": round(p90, 2),
-                             "runs": len(values), "ratio_to_runc": round(ratio, 3) if ratio else None}
+            results[name] = {
+                "median_ms": round(median, 2),
+                "p10_ms": round(p10, 2),
+                "p90_ms": round(p90, 2),
+                "runs": len(values),
+                "ratio_to_runc": round(ratio, 3) if ratio else None,
+            }
             print(f"{name:16} {median:10.1f} {p10:8.1f} {p90:8.1f} {ratio if ratio else float('nan'):8.2f}")
         for name, error in errors.items():
             print(f"{name}: {error}")
@@ -98,8 +118,18 @@ def main() -> int:
             root = work / f"root-{name}"
             if root.exists():
                 for cid in os.listdir(root):
-                    subprocess.run([name if name != "ketch-runtime" else ketch_binary(), "--root", str(root),
-                                    "delete", "--force", cid], capture_output=True, check=False)
+                    subprocess.run(
+                        [
+                            name if name != "ketch-runtime" else ketch_binary(),
+                            "--root",
+                            str(root),
+                            "delete",
+                            "--force",
+                            cid,
+                        ],
+                        capture_output=True,
+                        check=False,
+                    )
         shutil.rmtree(work, ignore_errors=True)
 
 

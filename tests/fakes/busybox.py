@@ -1,6 +1,6 @@
 """Make a busybox root filesystem and an OCI bundle from Debian's busybox-static (no network needed).
 
-    python tests/fakes/busybox.py BUNDLE_DIR [COMMAND...]
+python tests/fakes/busybox.py BUNDLE_DIR [COMMAND...]
 """
 
 from __future__ import annotations
@@ -20,12 +20,26 @@ GROUP = "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"
 
 def make_rootfs(path: str) -> str:
     """Populate ``path`` with busybox and a link for each of its applets."""
-    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "var/tmp",
-              "home"):
+    for d in (
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "root",
+        "var/tmp",
+        "home",
+    ):
         os.makedirs(os.path.join(path, d), exist_ok=True)
     os.chmod(os.path.join(path, "tmp"), 0o1777)
     shutil.copy2(BUSYBOX, os.path.join(path, "bin/busybox"))
-    applets = subprocess.run([BUSYBOX, "--list-full"], capture_output=True, text=True, check=True).stdout.split()
+    applets = subprocess.run(
+        [BUSYBOX, "--list-full"], capture_output=True, text=True, check=True
+    ).stdout.split()
     for applet in applets:
         link = os.path.join(path, applet)
         if applet == "bin/busybox" or os.path.lexists(link):
@@ -51,8 +65,9 @@ def make_config(args: list[str], **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def make_bundle(path: str, args: list[str] | None = None, *, rootfs_from: str | None = None,
-                **overrides: Any) -> str:
+def make_bundle(
+    path: str, args: list[str] | None = None, *, rootfs_from: str | None = None, **overrides: Any
+) -> str:
     """Create ``path`` with ``rootfs/`` (copied from ``rootfs_from`` when given) and ``config.json``."""
     os.makedirs(path, exist_ok=True)
     rootfs = os.path.join(path, "rootfs")

@@ -36,7 +36,7 @@ class _Context:
     memo: dict[str, str] = {}
 
 
-_scan = _json.make_scanner(_Context())
+_scan = _json.make_scanner(_Context())  # type: ignore[arg-type]  # duck-typed decoder context
 
 
 def _position(text: str, pos: int) -> str:

@@ -19,7 +19,7 @@ __all__ = ["Channel"]
 
 
 class Channel:
-    __slots__ = ("_buf", "_read_fd", "_write_fd", "_child_fds")
+    __slots__ = ("_buf", "_child_fds", "_read_fd", "_write_fd")
 
     def __init__(self) -> None:
         down_r, down_w = os.pipe()  # runtime -> child

@@ -93,12 +93,14 @@ class Usage(InvalidArgument):
     """A command line that does not parse; the message is printed as is."""
 
 
-def _parse(args: list[str], table: dict[str, tuple[str, tuple[str, ...]]]) -> tuple[dict[str, Any], list[str]]:
-    names = {}
-    for name, (_kind, aliases) in table.items():
-        names[name] = name
+def _parse(
+    args: list[str], table: dict[str, tuple[str, tuple[str, ...]]]
+) -> tuple[dict[str, Any], list[str]]:
+    names: dict[str, str] = {}
+    for flag, (_kind, aliases) in table.items():
+        names[flag] = flag
         for alias in aliases:
-            names[alias] = name
+            names[alias] = flag
     opts: dict[str, Any] = {}
     i = 0
     while i < len(args):
@@ -199,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
             from ketch import __version__
             from ketch.spec.oci_runtime import OCI_VERSION
 
-            sys.stdout.write(f"ketch-runtime version {__version__}\nspec: {OCI_VERSION}\n"
-                             f"python: {sys.version.split()[0]}\n")
+            sys.stdout.write(
+                f"ketch-runtime version {__version__}\nspec: {OCI_VERSION}\n"
+                f"python: {sys.version.split()[0]}\n"
+            )
             return 0
         if gopts.get("help") or not rest or rest[0] == "help":
             sys.stdout.write(USAGE)

@@ -39,15 +39,23 @@ def _create_options(opts: dict[str, Any], gopts: dict[str, Any], **extra: Any) -
     if gopts.get("systemd-cgroup"):
         from ketch.common.errors import Unsupported
 
-        raise Unsupported("systemd cgroup driver is not supported by ketch-runtime: use cgroupfs "
-                          "(drop --systemd-cgroup / set native.cgroupdriver=cgroupfs)")
-    return Options(pid_file=opts.get("pid-file"), console_socket=opts.get("console-socket"),
-                   no_pivot=bool(opts.get("no-pivot")), preserve_fds=opts.get("preserve-fds", 0),
-                   no_new_keyring=bool(opts.get("no-new-keyring")), **extra)
+        raise Unsupported(
+            "systemd cgroup driver is not supported by ketch-runtime: use cgroupfs "
+            "(drop --systemd-cgroup / set native.cgroupdriver=cgroupfs)"
+        )
+    return Options(
+        pid_file=opts.get("pid-file"),
+        console_socket=opts.get("console-socket"),
+        no_pivot=bool(opts.get("no-pivot")),
+        preserve_fds=opts.get("preserve-fds", 0),
+        no_new_keyring=bool(opts.get("no-new-keyring")),
+        **extra,
+    )
 
 
-def cmd_create(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any],
-               logger: Logger) -> int:
+def cmd_create(
+    *, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger
+) -> int:
     from ketch.runtime.create import create
 
     container_id = _id("create", args)
@@ -58,7 +66,9 @@ def cmd_create(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[
     return 0
 
 
-def cmd_run(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger) -> int:
+def cmd_run(
+    *, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger
+) -> int:
     from ketch.runtime import lifecycle
     from ketch.runtime.create import create, load_bundle
 
@@ -96,7 +106,7 @@ def cmd_run(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str
 
 def _wait_foreground(pid: int, console_sock: int) -> int:
     """Wait for ``pid`` (forwarding our signals to it, as runc does) and return a shell-style status."""
-    import _signal as signal  # the C module: `signal` imports enum, ~6 ms
+    import _signal as signal  # type: ignore[import-not-found]  # the C module: `signal` imports enum
 
     if console_sock >= 0:
         from ketch.runtime import terminal
@@ -133,22 +143,26 @@ def _forward_signals(pid: int, signal: Any, skip: set[int]) -> None:
             pass
 
 
-def cmd_start(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any],
-              logger: Logger) -> int:
+def cmd_start(
+    *, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger
+) -> int:
     from ketch.runtime import lifecycle
 
     lifecycle.start(ContainerState.load(root, _id("start", args)), log_warning=logger.warning)
     return 0
 
 
-def cmd_state(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any],
-              logger: Logger) -> int:
+def cmd_state(
+    *, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger
+) -> int:
     st = ContainerState.load(root, _id("state", args))
     sys.stdout.write(fastjson.dumps(st.runc_state(), indent=2) + "\n")
     return 0
 
 
-def cmd_kill(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger) -> int:
+def cmd_kill(
+    *, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger
+) -> int:
     from ketch.runtime import lifecycle
     from ketch.runtime.cli import Usage
     from ketch.spec.signals import parse_signal
@@ -163,8 +177,9 @@ def cmd_kill(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[st
     return 0
 
 
-def cmd_delete(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any],
-               logger: Logger) -> int:
+def cmd_delete(
+    *, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger
+) -> int:
     from ketch.runtime import lifecycle
 
     _id("delete", args, exact=False)
@@ -186,23 +201,27 @@ def cmd_delete(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[
     return 1 if failed else 0
 
 
-def cmd_pause(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any],
-              logger: Logger) -> int:
+def cmd_pause(
+    *, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger
+) -> int:
     from ketch.runtime import lifecycle
 
     lifecycle.pause(ContainerState.load(root, _id("pause", args)))
     return 0
 
 
-def cmd_resume(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any],
-               logger: Logger) -> int:
+def cmd_resume(
+    *, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger
+) -> int:
     from ketch.runtime import lifecycle
 
     lifecycle.resume(ContainerState.load(root, _id("resume", args)))
     return 0
 
 
-def cmd_exec(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger) -> int:
+def cmd_exec(
+    *, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger
+) -> int:
     from ketch.runtime.exec import exec_process
     from ketch.runtime.process_spec import build_exec_process
 
@@ -272,7 +291,9 @@ def cmd_ps(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str,
     return 0
 
 
-def cmd_list(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger) -> int:
+def cmd_list(
+    *, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger
+) -> int:
     from ketch.runtime.state import list_ids
 
     states = []
@@ -291,7 +312,9 @@ def cmd_list(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[st
     if fmt != "table":
         raise InvalidArgument(f"invalid format option: {fmt}")
     rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
-    rows += [[s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"] or "root"] for s in states]
+    rows += [
+        [s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"] or "root"] for s in states
+    ]
     sys.stdout.write(_tabwrite(rows))
     return 0
 
@@ -306,8 +329,9 @@ def _tabwrite(rows: list[list[str]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def cmd_update(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any],
-               logger: Logger) -> int:
+def cmd_update(
+    *, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger
+) -> int:
     from ketch.runtime import lifecycle
     from ketch.runtime.process_spec import resources_from_flags
 
@@ -316,7 +340,11 @@ def cmd_update(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[
     if opts.get("resources"):
         path = opts["resources"]
         try:
-            raw = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+            if path == "-":
+                raw = sys.stdin.buffer.read()
+            else:
+                with open(path, "rb") as f:
+                    raw = f.read()
             resources = fastjson.loads(raw)
         except OSError as exc:
             raise InvalidArgument(f"read resources {path}: {exc.strerror}") from None
@@ -330,7 +358,9 @@ def cmd_update(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[
     return 0
 
 
-def cmd_spec(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger) -> int:
+def cmd_spec(
+    *, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger
+) -> int:
     from ketch.spec.oci_runtime import default_spec
 
     bundle = opts.get("bundle") or "."
@@ -343,16 +373,18 @@ def cmd_spec(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[st
     return 0
 
 
-def cmd_features(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any],
-                 logger: Logger) -> int:
+def cmd_features(
+    *, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger
+) -> int:
     from ketch.runtime.features import features
 
     sys.stdout.write(fastjson.dumps(features(), indent=4) + "\n")
     return 0
 
 
-def cmd_events(*, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any],
-               logger: Logger) -> int:
+def cmd_events(
+    *, root: str, opts: dict[str, Any], args: list[str], gopts: dict[str, Any], logger: Logger
+) -> int:
     import time
 
     from ketch.runtime import lifecycle

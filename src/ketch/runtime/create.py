@@ -23,7 +23,13 @@ from ketch.common.errors import InvalidArgument, NotFound, SystemFailure
 from ketch.runtime import cgroups, namespaces, rootfs
 from ketch.runtime.channel import Channel
 from ketch.runtime.hooks import hook_list, run_hooks
-from ketch.runtime.process import close_inherited_fds, describe, exec_user_process, preload, prepare_credentials
+from ketch.runtime.process import (
+    close_inherited_fds,
+    describe,
+    exec_user_process,
+    preload,
+    prepare_credentials,
+)
 from ketch.runtime.state import ContainerState, now_rfc3339, proc_start_time
 from ketch.spec.oci_runtime import validate
 from ketch.sys import linux as L
@@ -69,11 +75,13 @@ def load_bundle(bundle: str) -> tuple[str, dict[str, Any], str]:
 
 # Device rules every container gets after its own (runc's AllowedDevices): mknod of anything (the devices
 # that matter are still refused read/write), the default devices, and ptys.
-_ALLOWED_DEVICES = (
+_ALLOWED_DEVICES: tuple[dict[str, Any], ...] = (
     {"allow": True, "type": "c", "major": None, "minor": None, "access": "m"},
     {"allow": True, "type": "b", "major": None, "minor": None, "access": "m"},
-    *({"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"}
-      for major, minor in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (136, None))),
+    *(
+        {"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"}
+        for major, minor in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (136, None))
+    ),
 )
 
 
@@ -86,8 +94,15 @@ def cgroup_resources(config: dict[str, Any]) -> dict[str, Any]:
         rules += [dict(rule) for rule in _ALLOWED_DEVICES]
         for dev in linux.get("devices", []):
             if dev["type"] in ("c", "b"):
-                rules.append({"allow": True, "type": dev["type"], "major": dev["major"], "minor": dev["minor"],
-                              "access": "rwm"})
+                rules.append(
+                    {
+                        "allow": True,
+                        "type": dev["type"],
+                        "major": dev["major"],
+                        "minor": dev["minor"],
+                        "access": "rwm",
+                    }
+                )
         resources["devices"] = rules
     return resources
 
@@ -109,12 +124,27 @@ def _host_root_ids(linux: dict[str, Any]) -> tuple[int, int]:
 class Options:
     """What the CLI passes to :func:`create` beyond the id and bundle."""
 
-    __slots__ = ("console_fd", "console_socket", "no_new_keyring", "no_pivot", "pid_file", "preserve_fds",
-                 "systemd_cgroup")
+    __slots__ = (
+        "console_fd",
+        "console_socket",
+        "no_new_keyring",
+        "no_pivot",
+        "pid_file",
+        "preserve_fds",
+        "systemd_cgroup",
+    )
 
-    def __init__(self, *, pid_file: str | None = None, console_socket: str | None = None,
-                 console_fd: int = -1, no_pivot: bool = False, preserve_fds: int = 0,
-                 no_new_keyring: bool = False, systemd_cgroup: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        pid_file: str | None = None,
+        console_socket: str | None = None,
+        console_fd: int = -1,
+        no_pivot: bool = False,
+        preserve_fds: int = 0,
+        no_new_keyring: bool = False,
+        systemd_cgroup: bool = False,
+    ) -> None:
         self.pid_file = pid_file
         self.console_socket = console_socket
         self.console_fd = console_fd
@@ -129,7 +159,9 @@ def create(root: str, container_id: str, bundle: str, opts: Options) -> Containe
     process = config["process"]
     has_console = opts.console_socket is not None or opts.console_fd >= 0
     if process.get("terminal") and not has_console:
-        raise InvalidArgument("cannot allocate tty if ketch-runtime will detach without setting console socket")
+        raise InvalidArgument(
+            "cannot allocate tty if ketch-runtime will detach without setting console socket"
+        )
     if not process.get("terminal") and opts.console_socket is not None:
         raise InvalidArgument("cannot use console socket if ketch-runtime will not detach or allocate tty")
     linux = config.get("linux", {})
@@ -196,8 +228,16 @@ def create(root: str, container_id: str, bundle: str, opts: Options) -> Containe
 class _Setup:
     """The three sides of create: the runtime's (``drive_parent``), the setup child's and the init's."""
 
-    def __init__(self, st: ContainerState, config: dict[str, Any], rootfs_path: str, manager: Any,
-                 channel: Channel, console_fd: int, opts: Options) -> None:
+    def __init__(
+        self,
+        st: ContainerState,
+        config: dict[str, Any],
+        rootfs_path: str,
+        manager: Any,
+        channel: Channel,
+        console_fd: int,
+        opts: Options,
+    ) -> None:
         self.st = st
         self.config = config
         self.rootfs = rootfs_path
@@ -242,7 +282,9 @@ class _Setup:
             elif kind == "error":
                 raise SystemFailure(f"unable to start container process: {message['message']}")
             else:
-                raise SystemFailure("unable to start container process: container init exited before it was ready")
+                raise SystemFailure(
+                    "unable to start container process: container init exited before it was ready"
+                )
 
     # -- setup child --------------------------------------------------------------------------------
     def run_child(self) -> None:
@@ -289,10 +331,10 @@ class _Setup:
                 L.setdomainname(config["domainname"])
             os.chdir(self.st.data["bundle"])
             fifo = os.open(self.st.fifo, os.O_RDWR | os.O_CLOEXEC)  # O_RDWR: opening never blocks
-            close_inherited_fds(3 + self.opts.preserve_fds,
-                                 keep={fifo, self.console_fd, *channel.fds()})
+            close_inherited_fds(3 + self.opts.preserve_fds, keep={fifo, self.console_fd, *channel.fds()})
             in_userns = namespaces.wants_new(self.ns, "user") or "user" in {
-                ns["type"] for ns in self.ns if "path" in ns}
+                ns["type"] for ns in self.ns if "path" in ns
+            }
             deferred = rootfs.prepare(config, self.rootfs, in_userns=in_userns)
             compiled = preload(process, self.linux, config)
             channel.send("hooks")
@@ -300,8 +342,13 @@ class _Setup:
             new_cgroupns = namespaces.wants_new(self.ns, "cgroup")
             if new_cgroupns:
                 L.unshare(L.CLONE_NEWCGROUP)
-            rootfs.mount_cgroups(deferred, self.rootfs, cgroup_paths=self.manager.paths(),
-                                 cgroup_path=self.manager.path, new_cgroupns=new_cgroupns)
+            rootfs.mount_cgroups(
+                deferred,
+                self.rootfs,
+                cgroup_paths=self.manager.paths(),
+                cgroup_path=self.manager.path,
+                new_cgroupns=new_cgroupns,
+            )
             run_hooks("createContainer", hook_list(config, "createContainer"), self.st.oci_state("creating"))
             rootfs.pivot(self.rootfs, no_pivot=self.opts.no_pivot)
             rootfs.finalize(config, in_userns=in_userns)

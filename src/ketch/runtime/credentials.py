@@ -82,7 +82,9 @@ def drop_bounding(process: dict[str, Any]) -> None:
             try:
                 L.prctl(L.PR_CAPBSET_DROP, number)
             except OSError as exc:
-                raise SystemFailure.from_oserror(f"drop capability {number} from the bounding set", exc) from None
+                raise SystemFailure.from_oserror(
+                    f"drop capability {number} from the bounding set", exc
+                ) from None
 
 
 def apply_user(process: dict[str, Any]) -> None:
@@ -146,7 +148,7 @@ def lookup_executable(program: str, env: list[str]) -> str:
         try:
             st = os.stat(program)
         except OSError as exc:
-            raise SystemFailure(f'exec: "{program}": stat {program}: {exc.strerror.lower()}') from None
+            raise SystemFailure(f'exec: "{program}": stat {program}: {(exc.strerror or '').lower()}') from None
         if not os.access(program, os.X_OK) or (st.st_mode & 0o170000) == 0o040000:
             raise SystemFailure(f'exec: "{program}": permission denied')
         return program

@@ -12,7 +12,13 @@ import os
 from ketch.common.errors import Conflict, SystemFailure
 from ketch.runtime import cgroups, namespaces
 from ketch.runtime.channel import Channel
-from ketch.runtime.process import close_inherited_fds, describe, exec_user_process, preload, prepare_credentials
+from ketch.runtime.process import (
+    close_inherited_fds,
+    describe,
+    exec_user_process,
+    preload,
+    prepare_credentials,
+)
 from ketch.runtime.state import ContainerState
 from ketch.spec.oci_runtime import NAMESPACES
 from ketch.sys import linux as L
@@ -24,8 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["exec_process"]
 
 
-def exec_process(st: ContainerState, process: dict[str, Any], *, console_fd: int = -1,
-                 preserve_fds: int = 0) -> int:
+def exec_process(
+    st: ContainerState, process: dict[str, Any], *, console_fd: int = -1, preserve_fds: int = 0
+) -> int:
     """Start ``process`` in the container; return its pid (a child of this process)."""
     status = st.status()
     if status == "paused":
@@ -36,8 +43,11 @@ def exec_process(st: ContainerState, process: dict[str, Any], *, console_fd: int
         raise SystemFailure("cannot allocate tty if ketch-runtime will detach without setting console socket")
     init = st.pid
     linux: dict[str, Any] = st.config.get("linux", {})
-    paths = {kind: f"/proc/{init}/ns/{name}" for kind, name in NAMESPACES.items()
-             if any(ns["type"] == kind for ns in linux.get("namespaces", []))}
+    paths = {
+        kind: f"/proc/{init}/ns/{name}"
+        for kind, name in NAMESPACES.items()
+        if any(ns["type"] == kind for ns in linux.get("namespaces", []))
+    }
     manager = cgroups.open_manager(st.data.get("cgroup_path"), st.id, paths=st.data.get("cgroup_paths"))
     channel = Channel()
     L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
@@ -75,8 +85,14 @@ def exec_process(st: ContainerState, process: dict[str, Any], *, console_fd: int
         channel.close()
 
 
-def _setup_child(channel: Channel, paths: dict[str, str], process: dict[str, Any], linux: dict[str, Any],
-                 console_fd: int, preserve_fds: int) -> None:
+def _setup_child(
+    channel: Channel,
+    paths: dict[str, str],
+    process: dict[str, Any],
+    linux: dict[str, Any],
+    console_fd: int,
+    preserve_fds: int,
+) -> None:
     code = 1
     try:
         channel.become_child()
@@ -94,8 +110,13 @@ def _setup_child(channel: Channel, paths: dict[str, str], process: dict[str, Any
         os._exit(code)
 
 
-def _run_process(channel: Channel, process: dict[str, Any], compiled: tuple[bytes, int] | None, console_fd: int,
-                 preserve_fds: int) -> None:
+def _run_process(
+    channel: Channel,
+    process: dict[str, Any],
+    compiled: tuple[bytes, int] | None,
+    console_fd: int,
+    preserve_fds: int,
+) -> None:
     try:
         channel.expect("proceed")
         close_inherited_fds(3 + preserve_fds, keep={console_fd, *channel.fds()})

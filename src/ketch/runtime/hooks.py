@@ -25,8 +25,15 @@ def run_hooks(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any]) -> 
         env = dict(item.split("=", 1) for item in hook.get("env", []))
         timeout = hook.get("timeout")
         try:
-            proc = subprocess.run(args, executable=path, input=payload, env=env, capture_output=True,
-                                  timeout=timeout, check=False)
+            proc = subprocess.run(
+                args,
+                executable=path,
+                input=payload,
+                env=env,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             raise SystemFailure(f"{kind} hook #{i} ({path}) did not finish within {timeout}s") from None
         except OSError as exc:
@@ -34,11 +41,11 @@ def run_hooks(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any]) -> 
         if proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).decode(errors="replace").strip()
             code = proc.returncode if proc.returncode > 0 else f"signal {-proc.returncode}"
-            raise SystemFailure(f"{kind} hook #{i} ({path}) failed with exit {code}"
-                                + (f": {detail}" if detail else ""))
+            raise SystemFailure(
+                f"{kind} hook #{i} ({path}) failed with exit {code}" + (f": {detail}" if detail else "")
+            )
 
 
 def hook_list(config: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     hooks: list[dict[str, Any]] = config.get("hooks", {}).get(kind, [])
     return hooks
-

@@ -129,4 +129,3 @@ def update(st: ContainerState, resources: dict[str, Any]) -> None:
             current[key] = value
     manager_for(st).set(resources)
     st.save()
-

@@ -17,8 +17,11 @@ if TYPE_CHECKING:
 __all__ = ["close_inherited_fds", "describe", "exec_user_process", "preload", "prepare_credentials"]
 
 
-def preload(process: dict[str, Any], linux: dict[str, Any], config: dict[str, Any] | None = None,
-            ) -> tuple[bytes, int] | None:
+def preload(
+    process: dict[str, Any],
+    linux: dict[str, Any],
+    config: dict[str, Any] | None = None,
+) -> tuple[bytes, int] | None:
     """Run while the host's filesystem is still visible (before pivot_root or setns into the container's
     mount namespace): import every module the remaining steps need, since Python cannot find its
     standard library afterwards, and compile the seccomp filter, since libseccomp cannot be loaded then.
@@ -34,8 +37,10 @@ def preload(process: dict[str, Any], linux: dict[str, Any], config: dict[str, An
     return seccomp.compile_program(linux["seccomp"])
 
 
-def prepare_credentials(process: dict[str, Any], compiled: tuple[bytes, int] | None,
-                        ) -> tuple[str, dict[str, str]]:
+def prepare_credentials(
+    process: dict[str, Any],
+    compiled: tuple[bytes, int] | None,
+) -> tuple[str, dict[str, str]]:
     """Everything between pivot_root and the wait for ``start``; returns the resolved program and env."""
     credentials.apply_privileged_settings(process)
     if process.get("noNewPrivileges"):
@@ -51,16 +56,23 @@ def prepare_credentials(process: dict[str, Any], compiled: tuple[bytes, int] | N
     try:
         os.chdir(process.get("cwd", "/"))
     except OSError as exc:
-        raise SystemFailure(f"chdir to cwd (\"{process.get('cwd', '/')}\") set in config.json failed: "
-                            f"{(exc.strerror or '').lower()}") from None
+        raise SystemFailure(
+            f'chdir to cwd ("{process.get("cwd", "/")}") set in config.json failed: '
+            f"{(exc.strerror or '').lower()}"
+        ) from None
     env_list: list[str] = process.get("env", [])
     exe = credentials.lookup_executable(process["args"][0], env_list)
     env = dict(item.split("=", 1) for item in env_list)
     return exe, env
 
 
-def exec_user_process(process: dict[str, Any], compiled: tuple[bytes, int] | None, exe: str,
-                      env: dict[str, str], st: ContainerState | None) -> None:
+def exec_user_process(
+    process: dict[str, Any],
+    compiled: tuple[bytes, int] | None,
+    exe: str,
+    env: dict[str, str],
+    st: ContainerState | None,
+) -> None:
     if st is not None:
         run_hooks("startContainer", hook_list(st.config, "startContainer"), st.oci_state("created"))
     if process.get("noNewPrivileges") and compiled is not None:

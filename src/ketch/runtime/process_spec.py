@@ -98,12 +98,22 @@ def resources_from_flags(opts: dict[str, Any]) -> dict[str, Any]:
     def put(section: str, key: str, value: Any) -> None:
         out.setdefault(section, {})[key] = value
 
-    for flag, key in (("memory", "limit"), ("memory-reservation", "reservation"), ("memory-swap", "swap"),
-                      ("kernel-memory", "kernel"), ("kernel-memory-tcp", "kernelTCP")):
+    for flag, key in (
+        ("memory", "limit"),
+        ("memory-reservation", "reservation"),
+        ("memory-swap", "swap"),
+        ("kernel-memory", "kernel"),
+        ("kernel-memory-tcp", "kernelTCP"),
+    ):
         if flag in opts:
             put("memory", key, parse_bytes(opts[flag]))
-    for flag, key in (("cpu-period", "period"), ("cpu-quota", "quota"), ("cpu-share", "shares"),
-                      ("cpu-rt-period", "realtimePeriod"), ("cpu-rt-runtime", "realtimeRuntime")):
+    for flag, key in (
+        ("cpu-period", "period"),
+        ("cpu-quota", "quota"),
+        ("cpu-share", "shares"),
+        ("cpu-rt-period", "realtimePeriod"),
+        ("cpu-rt-runtime", "realtimeRuntime"),
+    ):
         if flag in opts:
             try:
                 put("cpu", key, int(opts[flag]))

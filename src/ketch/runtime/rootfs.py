@@ -105,7 +105,9 @@ def prepare(config: dict[str, Any], rootfs: str, *, in_userns: bool) -> list[tup
     cgroup namespace), which the runtime does while this runs. ``rootfs`` is absolute; the current
     directory is the bundle."""
     linux = config.get("linux", {})
-    propagation = parse_mount_options([linux["rootfsPropagation"]])[1] if linux.get("rootfsPropagation") else []
+    propagation = (
+        parse_mount_options([linux["rootfsPropagation"]])[1] if linux.get("rootfsPropagation") else []
+    )
     _mount(None, "/", None, propagation[0] if propagation else L.MS_SLAVE | L.MS_REC)
     _mount(rootfs, rootfs, None, L.MS_BIND | L.MS_REC)
     dev_bound = False
@@ -131,8 +133,14 @@ def _destination(mount: dict[str, Any]) -> str:
     return dest if dest.startswith("/") else "/" + dest  # runc treats relative destinations as absolute
 
 
-def mount_cgroups(deferred: list[tuple[int, dict[str, Any]]], rootfs: str, *, cgroup_paths: dict[str, str],
-                  cgroup_path: str, new_cgroupns: bool) -> None:
+def mount_cgroups(
+    deferred: list[tuple[int, dict[str, Any]]],
+    rootfs: str,
+    *,
+    cgroup_paths: dict[str, str],
+    cgroup_path: str,
+    new_cgroupns: bool,
+) -> None:
     for _i, mount in deferred:
         flags = parse_mount_options(mount.get("options", []))[0]
         _mount_cgroups(_destination(mount), rootfs, flags, cgroup_paths, cgroup_path, new_cgroupns)
@@ -196,8 +204,9 @@ def _tmpfs_copyup(target: _Target, flags: int, options: str | None) -> None:
         os.rmdir(staging)
 
 
-def _mount_cgroups(dest: str, rootfs: str, flags: int, paths: dict[str, str], cgroup_path: str,
-                   new_cgroupns: bool) -> None:
+def _mount_cgroups(
+    dest: str, rootfs: str, flags: int, paths: dict[str, str], cgroup_path: str, new_cgroupns: bool
+) -> None:
     ro = flags & L.MS_RDONLY
     base = flags & (L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC | L.MS_RELATIME)
     unified_only = set(paths) == {""}
@@ -222,7 +231,9 @@ def _mount_cgroups(dest: str, rootfs: str, flags: int, paths: dict[str, str], cg
     suffix = cgroup_path.rstrip("/")
     seen: set[str] = set()
     for host_dir in paths.values():
-        mountpoint = host_dir[: len(host_dir) - len(suffix)] if suffix and host_dir.endswith(suffix) else host_dir
+        mountpoint = (
+            host_dir[: len(host_dir) - len(suffix)] if suffix and host_dir.endswith(suffix) else host_dir
+        )
         name = os.path.basename(mountpoint.rstrip("/"))
         if name in seen or not os.path.isdir(host_dir):
             continue
@@ -246,7 +257,15 @@ def _mount_cgroups(dest: str, rootfs: str, flags: int, paths: dict[str, str], cg
 
 def _create_devices(rootfs: str, devices: list[dict[str, Any]], *, in_userns: bool) -> None:
     wanted: dict[str, dict[str, Any]] = {
-        path: {"path": path, "type": kind, "major": major, "minor": minor, "fileMode": 0o666, "uid": 0, "gid": 0}
+        path: {
+            "path": path,
+            "type": kind,
+            "major": major,
+            "minor": minor,
+            "fileMode": 0o666,
+            "uid": 0,
+            "gid": 0,
+        }
         for path, kind, major, minor in DEFAULT_DEVICES
     }
     for dev in devices:

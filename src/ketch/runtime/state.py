@@ -87,8 +87,12 @@ class ContainerState:
         return cls(root, container_id, data)
 
     def save(self) -> None:
-        atomic_write(os.path.join(self.dir, "state.json"), fastjson.dumps(self.data).encode(), mode=0o600,
-                     durable=False)
+        atomic_write(
+            os.path.join(self.dir, "state.json"),
+            fastjson.dumps(self.data).encode(),
+            mode=0o600,
+            durable=False,
+        )
 
     def remove(self) -> None:
         for name in ("state.json", "exec.fifo"):

@@ -7,12 +7,11 @@ fd is sent with SCM_RIGHTS over the unix socket named by ``--console-socket``; c
 
 from __future__ import annotations
 
+import _socket
 import fcntl
 import os
 import struct
 import termios
-
-import _socket
 
 __all__ = ["connect_console", "open_container_pty", "recv_fd", "send_fd", "set_winsize"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CAPABILITIES", "cap_number", "cap_mask"]
+__all__ = ["CAPABILITIES", "cap_mask", "cap_number"]
 
 # Index is the capability number.
 _NAMES = (

@@ -51,9 +51,31 @@ _PROPAGATION: dict[str, int] = {
     "slave": 0x80000, "rslave": 0x80000 | 0x4000, "unbindable": 0x20000, "runbindable": 0x20000 | 0x4000,
 }  # fmt: skip
 # Options ketch understands that are neither kernel flags nor filesystem data.
-_EXTENSIONS = frozenset({"tmpcopyup", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec",
-                         "rnoatime", "ratime", "rnodiratime", "rdiratime", "rrelatime", "rnorelatime",
-                         "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow", "idmap", "ridmap"})
+_EXTENSIONS = frozenset(
+    {
+        "tmpcopyup",
+        "rro",
+        "rrw",
+        "rnosuid",
+        "rsuid",
+        "rnodev",
+        "rdev",
+        "rnoexec",
+        "rexec",
+        "rnoatime",
+        "ratime",
+        "rnodiratime",
+        "rdiratime",
+        "rrelatime",
+        "rnorelatime",
+        "rstrictatime",
+        "rnostrictatime",
+        "rnosymfollow",
+        "rsymfollow",
+        "idmap",
+        "ridmap",
+    }
+)
 
 
 def parse_mount_options(options: list[str]) -> tuple[int, list[int], list[str], list[str]]:
@@ -299,8 +321,18 @@ def _validate_linux(linux: dict[str, Any], cfg: dict[str, Any]) -> None:
 
 # -- the config that `ketch-runtime spec` writes ----------------------------------------------------------
 
-_MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-           "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"]
+_MASKED = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/sys/firmware",
+    "/proc/scsi",
+]
 _READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 

@@ -10,9 +10,25 @@ import ctypes
 import os
 
 __all__ = [
-    "CLONE_NEWCGROUP", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWTIME",
-    "CLONE_NEWUSER", "CLONE_NEWUTS", "capget", "capset", "join_session_keyring", "mount", "pivot_root",
-    "prctl", "sethostname", "setdomainname", "setns", "umount2", "unshare",
+    "CLONE_NEWCGROUP",
+    "CLONE_NEWIPC",
+    "CLONE_NEWNET",
+    "CLONE_NEWNS",
+    "CLONE_NEWPID",
+    "CLONE_NEWTIME",
+    "CLONE_NEWUSER",
+    "CLONE_NEWUTS",
+    "capget",
+    "capset",
+    "join_session_keyring",
+    "mount",
+    "pivot_root",
+    "prctl",
+    "setdomainname",
+    "sethostname",
+    "setns",
+    "umount2",
+    "unshare",
 ]  # fmt: skip
 
 CLONE_NEWTIME = 0x00000080
@@ -95,7 +111,9 @@ def _b(value: str | None) -> bytes | None:
     return None if value is None else os.fsencode(value)
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
     raw = _b(data)
     _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, raw), target)
 
@@ -135,7 +153,11 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = (("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32))
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
 
 
 def capget(pid: int = 0) -> tuple[int, int, int]:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.fakes import busybox
 
 
@@ -24,22 +23,39 @@ class Runtime:
         self.rootfs = rootfs
         self.ids: list[str] = []
 
-    def __call__(self, *args: str, check: bool = False, timeout: float = 30, input: str | None = None,
-                 ) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self,
+        *args: str,
+        check: bool = False,
+        timeout: float = 30,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Run ketch-runtime; output goes through files, not pipes, because a detached container keeps
         the runtime's stdout and stderr open after the runtime exits."""
         import tempfile
 
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            proc = subprocess.run([self.binary, "--root", str(self.root), *args], timeout=timeout, check=False,
-                                  stdout=out, stderr=err, input=input.encode() if input else None,
-                                  stdin=None if input else subprocess.DEVNULL)
+            proc = subprocess.run(
+                [self.binary, "--root", str(self.root), *args],
+                timeout=timeout,
+                check=False,
+                stdout=out,
+                stderr=err,
+                input=input.encode() if input else None,
+                stdin=None if input else subprocess.DEVNULL,
+            )
             out.seek(0)
             err.seek(0)
-            result = subprocess.CompletedProcess(proc.args, proc.returncode, out.read().decode(errors="replace"),
-                                                 err.read().decode(errors="replace"))
+            result = subprocess.CompletedProcess(
+                proc.args,
+                proc.returncode,
+                out.read().decode(errors="replace"),
+                err.read().decode(errors="replace"),
+            )
         if check and result.returncode != 0:
-            raise AssertionError(f"ketch-runtime {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+            raise AssertionError(
+                f"ketch-runtime {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+            )
         return result
 
     def bundle(self, args: list[str], name: str = "bundle", **overrides: Any) -> Path:
@@ -64,12 +80,19 @@ class Runtime:
     def write_config(self, bundle: Path, config: dict[str, Any]) -> None:
         busybox.write_config(str(bundle), config)
 
-    def run(self, bundle: Path, container_id: str, *extra: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, bundle: Path, container_id: str, *extra: str, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
         self.ids.append(container_id)
         return self("run", "--bundle", str(bundle), *extra, container_id, **kwargs)
 
-    def create(self, bundle: Path, container_id: str, *extra: str, **kwargs: Any,
-               ) -> subprocess.CompletedProcess[str]:
+    def create(
+        self,
+        bundle: Path,
+        container_id: str,
+        *extra: str,
+        **kwargs: Any,
+    ) -> subprocess.CompletedProcess[str]:
         self.ids.append(container_id)
         return self("create", "--bundle", str(bundle), *extra, container_id, **kwargs)
 

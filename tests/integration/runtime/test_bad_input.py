@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from tests.integration.runtime.conftest import Runtime, cgroup_dirs
 
 pytestmark = pytest.mark.root
@@ -31,17 +30,20 @@ def assert_nothing_left(rt: Runtime, cid: str, bundle: Path) -> None:
     assert processes_in(bundle) == []
 
 
-@pytest.mark.parametrize("case,expected", [
-    ("missing-config", "config.json not found in bundle"),
-    ("invalid-json", "config.json: invalid JSON"),
-    ("unknown-namespace", "linux.namespaces[0].type: unknown namespace type 'sideways'"),
-    ("missing-rootfs", "does not exist"),
-    ("missing-executable", 'executable file not found in $PATH'),
-    ("bad-cwd", "chdir to cwd"),
-    ("bad-mount-source", "bind mount source"),
-    ("bad-capability", "unknown capability 'CAP_MAGIC'"),
-    ("bad-seccomp-action", "unknown action"),
-])
+@pytest.mark.parametrize(
+    "case,expected",
+    [
+        ("missing-config", "config.json not found in bundle"),
+        ("invalid-json", "config.json: invalid JSON"),
+        ("unknown-namespace", "linux.namespaces[0].type: unknown namespace type 'sideways'"),
+        ("missing-rootfs", "does not exist"),
+        ("missing-executable", "executable file not found in $PATH"),
+        ("bad-cwd", "chdir to cwd"),
+        ("bad-mount-source", "bind mount source"),
+        ("bad-capability", "unknown capability 'CAP_MAGIC'"),
+        ("bad-seccomp-action", "unknown action"),
+    ],
+)
 def test_bad_bundle(rt: Runtime, unique_id: str, case: str, expected: str) -> None:
     bundle = rt.bundle(["sh", "-c", "true"])
     config = rt.config(bundle)
@@ -59,8 +61,9 @@ def test_bad_bundle(rt: Runtime, unique_id: str, case: str, expected: str) -> No
         elif case == "bad-cwd":
             config["process"]["cwd"] = "/no/such/dir"
         elif case == "bad-mount-source":
-            config["mounts"].append({"destination": "/x", "type": "bind", "source": "/no/such/source",
-                                     "options": ["bind"]})
+            config["mounts"].append(
+                {"destination": "/x", "type": "bind", "source": "/no/such/source", "options": ["bind"]}
+            )
         elif case == "bad-capability":
             config["process"]["capabilities"]["bounding"].append("CAP_MAGIC")
         elif case == "bad-seccomp-action":
@@ -82,14 +85,17 @@ def test_duplicate_id_leaves_first_container_alone(rt: Runtime, unique_id: str) 
     assert rt.state(unique_id)["status"] == "running" and rt.state(unique_id)["pid"] == pid
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["state"], 'requires a minimum of 1 argument'),
-    (["kill", "nope", "KILL"], "does not exist"),
-    (["start", "../etc"], "invalid container id format"),
-    (["create", "--no-such-flag", "x"], "flag provided but not defined: -no-such-flag"),
-    (["frobnicate"], "No help topic for 'frobnicate'"),
-    (["--systemd-cgroup", "create", "x"], "systemd cgroup driver is not supported"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["state"], "requires a minimum of 1 argument"),
+        (["kill", "nope", "KILL"], "does not exist"),
+        (["start", "../etc"], "invalid container id format"),
+        (["create", "--no-such-flag", "x"], "flag provided but not defined: -no-such-flag"),
+        (["frobnicate"], "No help topic for 'frobnicate'"),
+        (["--systemd-cgroup", "create", "x"], "systemd cgroup driver is not supported"),
+    ],
+)
 def test_bad_commands(rt: Runtime, args: list[str], expected: str) -> None:
     proc = rt(*args)
     assert proc.returncode == 1

@@ -8,108 +8,184 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tests.integration.runtime.conftest import Runtime
 
 from ketch.spec.capabilities import cap_mask
-from tests.integration.runtime.conftest import Runtime
 
 pytestmark = pytest.mark.root
 
 
-def run_sh(rt: Runtime, cid: str, script: str, name: str = "bundle", **overrides: object,
-           ) -> subprocess.CompletedProcess[str]:
+def run_sh(
+    rt: Runtime,
+    cid: str,
+    script: str,
+    name: str = "bundle",
+    **overrides: object,
+) -> subprocess.CompletedProcess[str]:
     bundle = rt.bundle(["sh", "-c", script], name=name, **overrides)
     return rt.run(bundle, cid)
 
 
 def test_process_settings(rt: Runtime, unique_id: str) -> None:
     proc = run_sh(
-        rt, unique_id,
+        rt,
+        unique_id,
         "echo $GREETING; pwd; hostname; id -u; id -g; id -G; umask; ulimit -n; cat /proc/self/oom_score_adj",
         hostname="kt-host",
-        process={"env": ["PATH=/bin:/usr/bin", "GREETING=hi"], "cwd": "/tmp",
-                 "user": {"uid": 1000, "gid": 1000, "additionalGids": [5, 65534], "umask": 0o027},
-                 "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 512}], "oomScoreAdj": 123},
+        process={
+            "env": ["PATH=/bin:/usr/bin", "GREETING=hi"],
+            "cwd": "/tmp",
+            "user": {"uid": 1000, "gid": 1000, "additionalGids": [5, 65534], "umask": 0o027},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 512}],
+            "oomScoreAdj": 123,
+        },
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[:-1] == ["hi", "/tmp", "kt-host", "1000", "1000", "1000 5 65534", "0027",
-                                             "512", "123"]
+    assert proc.stdout.split("\n")[:-1] == [
+        "hi",
+        "/tmp",
+        "kt-host",
+        "1000",
+        "1000",
+        "1000 5 65534",
+        "0027",
+        "512",
+        "123",
+    ]
 
 
 def test_capabilities_dropped(rt: Runtime, unique_id: str) -> None:
     caps = ["CAP_KILL", "CAP_NET_BIND_SERVICE"]
-    proc = run_sh(rt, unique_id, "grep -E '^Cap(Eff|Prm|Bnd|Amb|Inh)' /proc/self/status",
-                  process={"capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
-                                            "inheritable": [], "ambient": []}})
+    proc = run_sh(
+        rt,
+        unique_id,
+        "grep -E '^Cap(Eff|Prm|Bnd|Amb|Inh)' /proc/self/status",
+        process={
+            "capabilities": {
+                "bounding": caps,
+                "effective": caps,
+                "permitted": caps,
+                "inheritable": [],
+                "ambient": [],
+            }
+        },
+    )
     fields = dict(line.split(":\t") for line in proc.stdout.splitlines())
     want = f"{cap_mask(caps):016x}"
     assert fields["CapEff"] == want and fields["CapPrm"] == want and fields["CapBnd"] == want
     assert fields["CapAmb"] == "0" * 16
     # and without CAP_CHOWN, chown is refused even for root
-    denied = run_sh(rt, unique_id + "b", "touch /tmp/f && chown 65534 /tmp/f", name="b2",
-                    process={"capabilities": {"bounding": caps, "effective": caps, "permitted": caps}})
+    denied = run_sh(
+        rt,
+        unique_id + "b",
+        "touch /tmp/f && chown 65534 /tmp/f",
+        name="b2",
+        process={"capabilities": {"bounding": caps, "effective": caps, "permitted": caps}},
+    )
     assert denied.returncode != 0 and "Operation not permitted" in denied.stderr
 
 
 def test_ambient_capabilities_for_non_root(rt: Runtime, unique_id: str) -> None:
     caps = ["CAP_NET_BIND_SERVICE"]
-    proc = run_sh(rt, unique_id, "grep CapEff /proc/self/status",
-                  process={"user": {"uid": 1000, "gid": 1000},
-                           "capabilities": {k: caps for k in ("bounding", "effective", "permitted",
-                                                              "inheritable", "ambient")}})
+    proc = run_sh(
+        rt,
+        unique_id,
+        "grep CapEff /proc/self/status",
+        process={
+            "user": {"uid": 1000, "gid": 1000},
+            "capabilities": {
+                k: caps for k in ("bounding", "effective", "permitted", "inheritable", "ambient")
+            },
+        },
+    )
     assert proc.stdout.split()[1] == f"{cap_mask(caps):016x}"
 
 
 def test_no_new_privileges(rt: Runtime, unique_id: str) -> None:
     on = run_sh(rt, unique_id, "grep NoNewPrivs /proc/self/status", process={"noNewPrivileges": True})
-    off = run_sh(rt, unique_id + "b", "grep NoNewPrivs /proc/self/status", name="b2",
-                 process={"noNewPrivileges": False})
+    off = run_sh(
+        rt,
+        unique_id + "b",
+        "grep NoNewPrivs /proc/self/status",
+        name="b2",
+        process={"noNewPrivileges": False},
+    )
     assert on.stdout.split()[1] == "1" and off.stdout.split()[1] == "0"
 
 
 def test_seccomp_errno(rt: Runtime, unique_id: str) -> None:
-    seccomp = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
-               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}
-    proc = run_sh(rt, unique_id, "mkdir /tmp/x; echo rc=$?; touch /tmp/y && echo touched",
-                  linux={"seccomp": seccomp})
+    seccomp = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}],
+    }
+    proc = run_sh(
+        rt, unique_id, "mkdir /tmp/x; echo rc=$?; touch /tmp/y && echo touched", linux={"seccomp": seccomp}
+    )
     assert "Function not implemented" in proc.stderr
     assert "rc=1" in proc.stdout and "touched" in proc.stdout
     # the same filter under no_new_privs (loaded last, after the capability drop)
-    proc = run_sh(rt, unique_id + "b", "mkdir /tmp/x", name="b2", linux={"seccomp": seccomp},
-                  process={"noNewPrivileges": True})
+    proc = run_sh(
+        rt,
+        unique_id + "b",
+        "mkdir /tmp/x",
+        name="b2",
+        linux={"seccomp": seccomp},
+        process={"noNewPrivileges": True},
+    )
     assert "Function not implemented" in proc.stderr
 
 
 def test_readonly_rootfs(rt: Runtime, unique_id: str) -> None:
-    proc = run_sh(rt, unique_id, "touch /newfile; echo rc=$?; touch /dev/shm/ok && echo tmpfs-writable",
-                  root={"path": "rootfs", "readonly": True})
+    proc = run_sh(
+        rt,
+        unique_id,
+        "touch /newfile; echo rc=$?; touch /dev/shm/ok && echo tmpfs-writable",
+        root={"path": "rootfs", "readonly": True},
+    )
     assert "Read-only file system" in proc.stderr
     assert "rc=1" in proc.stdout and "tmpfs-writable" in proc.stdout
 
 
 def test_masked_and_readonly_paths(rt: Runtime, unique_id: str) -> None:
-    proc = run_sh(rt, unique_id,
-                  "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; echo x > /proc/sys/kernel/domainname; "
-                  "echo rc=$?")
+    proc = run_sh(
+        rt,
+        unique_id,
+        "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; echo x > /proc/sys/kernel/domainname; "
+        "echo rc=$?",
+    )
     lines = proc.stdout.split()
     assert lines[0] == "0" and lines[1] == "0"
     assert "rc=1" in proc.stdout and "Read-only file system" in proc.stderr
 
 
 def test_default_devices_and_links(rt: Runtime, unique_id: str) -> None:
-    proc = run_sh(rt, unique_id,
-                  "for d in null zero full random urandom tty; do stat -c '%n %t,%T %a' /dev/$d; done; "
-                  "readlink /dev/fd; readlink /dev/stdin; readlink /dev/ptmx; head -c 4 /dev/zero | wc -c; "
-                  "mount | grep -c ' /dev/shm '",
-                  linux={"devices": [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11,
-                                      "fileMode": 0o600}]})
+    proc = run_sh(
+        rt,
+        unique_id,
+        "for d in null zero full random urandom tty; do stat -c '%n %t,%T %a' /dev/$d; done; "
+        "readlink /dev/fd; readlink /dev/stdin; readlink /dev/ptmx; head -c 4 /dev/zero | wc -c; "
+        "mount | grep -c ' /dev/shm '",
+        linux={"devices": [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o600}]},
+    )
     out = proc.stdout.splitlines()
-    assert out[:6] == ["/dev/null 1,3 666", "/dev/zero 1,5 666", "/dev/full 1,7 666", "/dev/random 1,8 666",
-                       "/dev/urandom 1,9 666", "/dev/tty 5,0 666"]
+    assert out[:6] == [
+        "/dev/null 1,3 666",
+        "/dev/zero 1,5 666",
+        "/dev/full 1,7 666",
+        "/dev/random 1,8 666",
+        "/dev/urandom 1,9 666",
+        "/dev/tty 5,0 666",
+    ]
     assert out[6:9] == ["/proc/self/fd", "/proc/self/fd/0", "pts/ptmx"]
     assert out[9] == "4" and out[10] == "1"
-    listed = run_sh(rt, unique_id + "b", "stat -c '%t,%T %a' /dev/kmsg", name="b2",
-                    linux={"devices": [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11,
-                                        "fileMode": 0o600}]})
+    listed = run_sh(
+        rt,
+        unique_id + "b",
+        "stat -c '%t,%T %a' /dev/kmsg",
+        name="b2",
+        linux={"devices": [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o600}]},
+    )
     assert listed.stdout.strip() == "1,b 600"
 
 
@@ -120,14 +196,21 @@ def test_mounts_bind_tmpfs_options(rt: Runtime, unique_id: str, tmp_path: Path) 
     mounts = rt.config(rt.bundle(["true"], name="tmp"))["mounts"] + [
         {"destination": "/data/ro", "type": "bind", "source": str(host), "options": ["rbind", "ro"]},
         {"destination": "/data/rw", "type": "bind", "source": str(host), "options": ["bind", "rw"]},
-        {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
-         "options": ["nosuid", "noexec", "size=1m", "mode=1777"]},
+        {
+            "destination": "/scratch",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "noexec", "size=1m", "mode=1777"],
+        },
     ]
-    proc = run_sh(rt, unique_id,
-                  "cat /data/ro/file; touch /data/ro/x; echo ro=$?; echo w > /data/rw/written; "
-                  "stat -c %a /scratch; grep ' /scratch ' /proc/mounts; "
-                  "dd if=/dev/zero of=/scratch/big bs=1k count=2048 2>/dev/null; echo dd=$?",
-                  mounts=mounts)
+    proc = run_sh(
+        rt,
+        unique_id,
+        "cat /data/ro/file; touch /data/ro/x; echo ro=$?; echo w > /data/rw/written; "
+        "stat -c %a /scratch; grep ' /scratch ' /proc/mounts; "
+        "dd if=/dev/zero of=/scratch/big bs=1k count=2048 2>/dev/null; echo dd=$?",
+        mounts=mounts,
+    )
     out = proc.stdout
     assert "from-host" in out and "ro=1" in out
     assert (host / "written").read_text() == "w\n"
@@ -164,10 +247,14 @@ def test_user_namespace_mapping(rt: Runtime, unique_id: str, tmp_path: Path) -> 
             break
         parent.chmod(parent.stat().st_mode | 0o011)
     proc = run_sh(
-        rt, unique_id, "cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c %u /bin/busybox",
-        linux={"namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "user")],
-               "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
-               "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]},
+        rt,
+        unique_id,
+        "cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c %u /bin/busybox",
+        linux={
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "user")],
+            "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+            "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+        },
     )
     assert proc.returncode == 0, proc.stderr
     lines = [line.split() for line in proc.stdout.splitlines()]
@@ -177,9 +264,14 @@ def test_user_namespace_mapping(rt: Runtime, unique_id: str, tmp_path: Path) -> 
 
 
 def test_sysctl_and_namespaces(rt: Runtime, unique_id: str) -> None:
-    proc = run_sh(rt, unique_id, "cat /proc/sys/net/ipv4/ip_forward; ls /sys/class/net; hostname; "
-                  "cat /proc/sys/kernel/domainname",
-                  hostname="h1", domainname="example.test", linux={"sysctl": {"net.ipv4.ip_forward": "1"}})
+    proc = run_sh(
+        rt,
+        unique_id,
+        "cat /proc/sys/net/ipv4/ip_forward; ls /sys/class/net; hostname; cat /proc/sys/kernel/domainname",
+        hostname="h1",
+        domainname="example.test",
+        linux={"sysctl": {"net.ipv4.ip_forward": "1"}},
+    )
     assert proc.stdout.split() == ["1", "lo", "h1", "example.test"]
 
 
@@ -187,8 +279,10 @@ def test_join_network_namespace_by_path(rt: Runtime, unique_id: str) -> None:
     name = unique_id
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
-        subprocess.run(["ip", "-n", name, "link", "add", "ktveth0", "type", "veth", "peer", "name", "ktveth1"],
-                       check=True)
+        subprocess.run(
+            ["ip", "-n", name, "link", "add", "ktveth0", "type", "veth", "peer", "name", "ktveth1"],
+            check=True,
+        )
         namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
         namespaces.append({"type": "network", "path": f"/var/run/netns/{name}"})
         proc = run_sh(rt, unique_id, "ls /sys/class/net", linux={"namespaces": namespaces})
@@ -206,16 +300,26 @@ def test_hooks_run_with_state(rt: Runtime, unique_id: str, tmp_path: Path) -> No
     def host_hook(kind: str) -> dict[str, object]:
         return {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}/{kind}.json"], "timeout": 5}
 
-    config["hooks"] = {kind: [host_hook(kind)] for kind in
-                       ("prestart", "createRuntime", "createContainer", "poststart", "poststop")}
+    config["hooks"] = {
+        kind: [host_hook(kind)]
+        for kind in ("prestart", "createRuntime", "createContainer", "poststart", "poststop")
+    }
     # startContainer runs in the container: its path resolves in the container's root
     config["hooks"]["startContainer"] = [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /hooks/start.json"]}]
-    config["mounts"].append({"destination": "/hooks", "type": "bind", "source": str(out), "options": ["rbind"]})
+    config["mounts"].append(
+        {"destination": "/hooks", "type": "bind", "source": str(out), "options": ["rbind"]}
+    )
     rt.write_config(bundle, config)
     proc = rt.run(bundle, unique_id)
     assert proc.returncode == 0, proc.stderr
-    expected = {"prestart": "creating", "createRuntime": "creating", "createContainer": "creating",
-                "start": "created", "poststart": "running", "poststop": "stopped"}
+    expected = {
+        "prestart": "creating",
+        "createRuntime": "creating",
+        "createContainer": "creating",
+        "start": "created",
+        "poststart": "running",
+        "poststop": "stopped",
+    }
     for kind, status in expected.items():
         state = json.loads((out / f"{kind}.json").read_text())
         assert state["id"] == unique_id and state["status"] == status, kind

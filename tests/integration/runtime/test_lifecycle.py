@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tests.integration.runtime.conftest import Runtime, cgroup_dirs
 
 pytestmark = pytest.mark.root
@@ -38,8 +37,11 @@ def test_run_foreground_output_and_exit_code(rt: Runtime, unique_id: str) -> Non
 def test_run_is_pid_one_and_forwards_signals(rt: Runtime, unique_id: str) -> None:
     bundle = rt.bundle(["sh", "-c", "echo $$; trap 'exit 42' TERM; while true; do sleep 0.05; done"])
     rt.ids.append(unique_id)
-    with subprocess.Popen([rt.binary, "--root", str(rt.root), "run", "--bundle", str(bundle), unique_id],
-                          stdout=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [rt.binary, "--root", str(rt.root), "run", "--bundle", str(bundle), unique_id],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "1"
         proc.send_signal(signal.SIGTERM)  # to the runtime, which forwards it to the container's init
@@ -50,7 +52,9 @@ def test_run_exit_status_of_killed_container(rt: Runtime, unique_id: str) -> Non
     bundle = rt.bundle(["sleep", "30"])
     rt.ids.append(unique_id)
     proc = subprocess.Popen([rt.binary, "--root", str(rt.root), "run", "--bundle", str(bundle), unique_id])
-    assert wait_for(lambda: rt("state", unique_id).returncode == 0 and rt.state(unique_id)["status"] == "running")
+    assert wait_for(
+        lambda: rt("state", unique_id).returncode == 0 and rt.state(unique_id)["status"] == "running"
+    )
     rt("kill", unique_id, "9", check=True)
     assert proc.wait(timeout=10) == 137
 
@@ -107,8 +111,12 @@ def test_delete_running_needs_force(rt: Runtime, unique_id: str) -> None:
     assert proc.returncode == 1 and "not stopped" in proc.stderr
     pid = rt.state(unique_id)["pid"]
     rt("delete", "--force", unique_id, check=True)
-    assert wait_for(lambda: not Path(f"/proc/{pid}").exists() or
-                    Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z")
+    assert wait_for(
+        lambda: (
+            not Path(f"/proc/{pid}").exists()
+            or Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+        )
+    )
     assert cgroup_dirs(unique_id) == []
 
 
@@ -117,8 +125,12 @@ def test_delete_created_container(rt: Runtime, unique_id: str) -> None:
     rt.create(bundle, unique_id, check=True)
     pid = rt.state(unique_id)["pid"]
     rt("delete", unique_id, check=True)
-    assert wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
-                    Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z")
+    assert wait_for(
+        lambda: (
+            not os.path.exists(f"/proc/{pid}")
+            or Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+        )
+    )
 
 
 def test_pause_resume_freezes(rt: Runtime, unique_id: str) -> None:
@@ -141,8 +153,17 @@ def test_pause_resume_freezes(rt: Runtime, unique_id: str) -> None:
 def test_exec(rt: Runtime, unique_id: str, tmp_path: Path) -> None:
     bundle = rt.bundle(["sleep", "30"], hostname="exectest")
     rt.run(bundle, unique_id, "-d", check=True)
-    proc = rt("exec", "--env", "FOO=bar", "--cwd", "/tmp", unique_id, "sh", "-c",
-              "echo $FOO $(pwd) $(hostname) $$; exit 7")
+    proc = rt(
+        "exec",
+        "--env",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        unique_id,
+        "sh",
+        "-c",
+        "echo $FOO $(pwd) $(hostname) $$; exit 7",
+    )
     assert proc.returncode == 7
     foo, cwd, host, pid = proc.stdout.split()
     assert (foo, cwd, host) == ("bar", "/tmp", "exectest")
@@ -165,8 +186,11 @@ def test_exec(rt: Runtime, unique_id: str, tmp_path: Path) -> None:
 def test_update_changes_cgroup(rt: Runtime, unique_id: str, tmp_path: Path) -> None:
     bundle = rt.bundle(["sleep", "30"], linux={"resources": {"memory": {"limit": 64 * 1024 * 1024}}})
     rt.run(bundle, unique_id, "-d", check=True)
-    read = ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || "
-            "cat /sys/fs/cgroup/memory.max"]
+    read = [
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+    ]
     assert rt("exec", unique_id, *read).stdout.strip() == str(64 * 1024 * 1024)
     rt("update", "--memory", "32m", "--pids-limit", "50", unique_id, check=True)
     assert rt("exec", unique_id, *read).stdout.strip() == str(32 * 1024 * 1024)

@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tests.integration.runtime.conftest import Runtime
 
 pytestmark = pytest.mark.root
 
-MEMORY_FILE = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max")
+MEMORY_FILE = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"
 
 
 def test_memory_limit_and_oom_kill(rt: Runtime, unique_id: str) -> None:
@@ -34,8 +33,12 @@ def test_memory_limit_and_oom_kill(rt: Runtime, unique_id: str) -> None:
 
 def test_pids_limit_stops_fork_loop(rt: Runtime, unique_id: str) -> None:
     bundle = rt.bundle(
-        ["sh", "-c", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; "
-                     "for i in $(seq 1 30); do sleep 2 & echo $i > /tmp/started; done"],
+        [
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; "
+            "for i in $(seq 1 30); do sleep 2 & echo $i > /tmp/started; done",
+        ],
         linux={"resources": {"pids": {"limit": 10}}},
     )
     proc = rt.run(bundle, unique_id)
@@ -47,8 +50,12 @@ def test_pids_limit_stops_fork_loop(rt: Runtime, unique_id: str) -> None:
 
 def test_cpu_settings_written(rt: Runtime, unique_id: str) -> None:
     bundle = rt.bundle(
-        ["sh", "-c", "cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpu/cpu.cfs_quota_us "
-                     "/sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max"],
+        [
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpu/cpu.cfs_quota_us "
+            "/sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max",
+        ],
         linux={"resources": {"cpu": {"shares": 512, "quota": 50000, "period": 100000}}},
     )
     out = rt.run(bundle, unique_id).stdout.split()

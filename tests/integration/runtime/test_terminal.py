@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tests.integration.runtime.conftest import Runtime
 
 pytestmark = pytest.mark.root
@@ -53,8 +52,10 @@ def console(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def test_terminal_over_console_socket(rt: Runtime, unique_id: str, console) -> None:  # type: ignore[no-untyped-def]
     path, server = console
-    bundle = rt.bundle(["sh", "-c", "tty; stty size; read line; echo got:$line; sleep 0.2"],
-                       process={"terminal": True, "consoleSize": {"height": 33, "width": 101}})
+    bundle = rt.bundle(
+        ["sh", "-c", "tty; stty size; read line; echo got:$line; sleep 0.2"],
+        process={"terminal": True, "consoleSize": {"height": 33, "width": 101}},
+    )
     rt.create(bundle, unique_id, "--console-socket", path, check=True)
     master = receive_master(server)
     try:
@@ -71,8 +72,18 @@ def test_exec_with_tty(rt: Runtime, unique_id: str, console) -> None:  # type: i
     path, server = console
     bundle = rt.bundle(["sleep", "30"])
     rt.run(bundle, unique_id, "-d", check=True)
-    rt("exec", "-t", "-d", "--console-socket", path, unique_id, "sh", "-c", "tty; echo done; sleep 0.2",
-       check=True)
+    rt(
+        "exec",
+        "-t",
+        "-d",
+        "--console-socket",
+        path,
+        unique_id,
+        "sh",
+        "-c",
+        "tty; echo done; sleep 0.2",
+        check=True,
+    )
     master = receive_master(server)
     try:
         out = read_all(master, b"done")
@@ -95,7 +106,12 @@ def test_run_foreground_tty(rt: Runtime, unique_id: str, tmp_path: Path) -> None
     bundle = rt.bundle(["sh", "-c", "tty; echo exit-code-next; exit 5"], process={"terminal": True})
     rt.ids.append(unique_id)
     cmd = f"{rt.binary} --root {rt.root} run --bundle {bundle} {unique_id}"
-    proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=30,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        ["script", "-qec", cmd, "/dev/null"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
     assert "/dev/pts/0" in proc.stdout and "exit-code-next" in proc.stdout
     assert proc.returncode == 5

@@ -21,7 +21,9 @@ def test_matches_json_module(value: object) -> None:
     assert fastjson.loads(fastjson.dumps(value)) == value
 
 
-@pytest.mark.parametrize("bad", ["", " ", "{", "[1,]", '{"a":1} x', "[1] [2]", "{'a': 1}", "01", '"abc', '{"a": 1, ', '{"a" 1}'])
+@pytest.mark.parametrize(
+    "bad", ["", " ", "{", "[1,]", '{"a":1} x', "[1] [2]", "{'a': 1}", "01", '"abc', '{"a": 1, ', '{"a" 1}']
+)
 def test_rejects_what_json_rejects(bad: str) -> None:
     with pytest.raises(ValueError):
         json.loads(bad)
@@ -35,9 +37,13 @@ def test_error_without_json_module_loaded() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; sys.path.insert(0, 'src'); from ketch.common import fastjson\n"
-            "try:\n    fastjson.loads('{\"a\": \"1')\nexcept ValueError as e:\n    print('ok', e)")
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=False)
+    code = (
+        "import sys; sys.path.insert(0, 'src'); from ketch.common import fastjson\n"
+        "try:\n    fastjson.loads('{\"a\": \"1')\nexcept ValueError as e:\n    print('ok', e)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=False
+    )
     assert out.stdout.startswith("ok Unterminated string"), out.stderr
 
 

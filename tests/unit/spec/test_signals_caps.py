@@ -6,10 +6,24 @@ from ketch.spec.capabilities import CAPABILITIES, cap_mask, cap_number
 from ketch.spec.signals import SIGNALS, parse_signal, signal_name
 
 
-@pytest.mark.parametrize("text,number", [
-    ("KILL", 9), ("SIGKILL", 9), ("kill", 9), ("9", 9), ("TERM", 15), ("sigusr1", 10), ("SIGRTMIN", 34),
-    ("RTMIN+3", 37), ("SIGRTMAX", 64), ("SIGRTMAX-2", 62), ("WINCH", 28), ("64", 64), (" HUP ", 1),
-])
+@pytest.mark.parametrize(
+    "text,number",
+    [
+        ("KILL", 9),
+        ("SIGKILL", 9),
+        ("kill", 9),
+        ("9", 9),
+        ("TERM", 15),
+        ("sigusr1", 10),
+        ("SIGRTMIN", 34),
+        ("RTMIN+3", 37),
+        ("SIGRTMAX", 64),
+        ("SIGRTMAX-2", 62),
+        ("WINCH", 28),
+        ("64", 64),
+        (" HUP ", 1),
+    ],
+)
 def test_parse_signal(text: str, number: int) -> None:
     assert parse_signal(text) == number
 
