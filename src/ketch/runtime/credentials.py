@@ -148,7 +148,8 @@ def lookup_executable(program: str, env: list[str]) -> str:
         try:
             st = os.stat(program)
         except OSError as exc:
-            raise SystemFailure(f'exec: "{program}": stat {program}: {(exc.strerror or '').lower()}') from None
+            reason = (exc.strerror or "").lower()
+            raise SystemFailure(f'exec: "{program}": stat {program}: {reason}') from None
         if not os.access(program, os.X_OK) or (st.st_mode & 0o170000) == 0o040000:
             raise SystemFailure(f'exec: "{program}": permission denied')
         return program

@@ -22,10 +22,10 @@ def parse_bytes(text: str) -> int:
     raw = text.strip().lower()
     if raw == "-1":
         return -1
+    if raw.endswith("ib"):
+        raw = raw[:-2]  # 2GiB is 2g: these units are binary either way
     number = raw.rstrip("kmgtpb")
     unit = raw[len(number) :]
-    if unit.endswith("ib"):
-        unit = unit[:-2]
     try:
         value = float(number)
     except ValueError:
