@@ -211,13 +211,16 @@ def test_exec_process_from_flags() -> None:
 
 def test_runtime_path_imports_stay_lean() -> None:
     """The modules a `run` loads must not pull in the costly standard modules (see docs/runtime.md)."""
-    code = (
-        "import sys; sys.path.insert(0, %r)\n"
-        "import ketch.runtime.cli, ketch.runtime.commands, ketch.runtime.create, ketch.runtime.lifecycle\n"
-        "import ketch.runtime.exec, ketch.runtime.cgroups.warmup, ketch.runtime.cgroups\n"
-        "banned = {'typing', 're', 'enum', 'json', 'dataclasses', 'subprocess', 'signal', 'socket',\n"
-        "          'argparse', 'logging', 'inspect', 'threading'}\n"
-        "print(sorted(banned & set(sys.modules)))"
-    ) % str(REPO / "src")
+    src = str(REPO / "src")
+    code = "\n".join(
+        [
+            f"import sys; sys.path.insert(0, {src!r})",
+            "import ketch.runtime.cli, ketch.runtime.commands, ketch.runtime.create, ketch.runtime.lifecycle",
+            "import ketch.runtime.exec, ketch.runtime.cgroups.warmup, ketch.runtime.cgroups",
+            "banned = {'typing', 're', 'enum', 'json', 'dataclasses', 'subprocess', 'signal', 'socket',",
+            "          'argparse', 'logging', 'inspect', 'threading'}",
+            "print(sorted(banned & set(sys.modules)))",
+        ]
+    )
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
