@@ -37,7 +37,7 @@ demo: venv
 
 VENV_ABS := $(abspath $(VENV))
 
-test: venv
+test: lint
 	$(PY) -m pytest tests -q
 
 unit: venv
@@ -51,6 +51,7 @@ interop: venv
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
