@@ -10,6 +10,7 @@ import os
 import resource
 
 from ketch.common.errors import SystemFailure
+from ketch.runtime.kernel_files import write_value
 from ketch.spec.capabilities import cap_mask
 from ketch.spec.oci_runtime import RLIMITS
 from ketch.sys import linux as L
@@ -31,29 +32,18 @@ def apply_privileged_settings(process: dict[str, Any]) -> None:
         except (OSError, ValueError) as exc:
             raise SystemFailure(f"set {rlimit['type']} to {rlimit['soft']}:{rlimit['hard']}: {exc}") from None
     if "oomScoreAdj" in process:
-        _write_proc("/proc/self/oom_score_adj", str(process["oomScoreAdj"]))
+        write_value("/proc/self/oom_score_adj", str(process["oomScoreAdj"]))
     _apply_lsm(process)
-
-
-def _write_proc(path: str, value: str) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, value.encode())
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise SystemFailure.from_oserror(f"write {value!r} to {path}", exc) from None
 
 
 def _apply_lsm(process: dict[str, Any]) -> None:
     """AppArmor and SELinux labels take effect at exec, and only where the kernel has the LSM."""
     profile = process.get("apparmorProfile")
     if profile and _lsm_enabled("apparmor"):
-        _write_proc("/proc/self/attr/apparmor/exec", f"exec {profile}")
+        write_value("/proc/self/attr/apparmor/exec", f"exec {profile}")
     label = process.get("selinuxLabel")
     if label and _lsm_enabled("selinux"):
-        _write_proc("/proc/self/attr/exec", label)
+        write_value("/proc/self/attr/exec", label)
 
 
 def _lsm_enabled(name: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ketch.common.errors import InvalidArgument, SystemFailure
+from ketch.runtime.kernel_files import write_value
 from ketch.spec.oci_runtime import NAMESPACES
 from ketch.sys import linux as L
 
@@ -72,12 +73,4 @@ def write_id_maps(pid: int, linux: dict[str, Any]) -> None:
     """Write uid_map and gid_map of ``pid``'s new user namespace (done from outside, as root)."""
     for key, name in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
         lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux.get(key, []))
-        path = f"/proc/{pid}/{name}"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, lines.encode())
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise SystemFailure.from_oserror(f"write {name} {lines.strip()!r}", exc) from None
+        write_value(f"/proc/{pid}/{name}", lines, f"write {name} {lines.strip()!r}")

@@ -13,6 +13,7 @@ import os
 import stat
 
 from ketch.common.errors import InvalidArgument, SystemFailure
+from ketch.runtime.kernel_files import write_value
 from ketch.runtime.paths import open_in_root, secure_join
 from ketch.spec.oci_runtime import parse_mount_options
 from ketch.sys import linux as L
@@ -346,15 +347,7 @@ def finalize(config: dict[str, Any], *, in_userns: bool) -> None:
     """After pivot_root: sysctls, masked and read-only paths, read-only root, root propagation."""
     linux = config.get("linux", {})
     for key, value in linux.get("sysctl", {}).items():
-        path = "/proc/sys/" + key.replace(".", "/")
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, value.encode())
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise _fail(f"set sysctl {key}={value}", exc) from None
+        write_value("/proc/sys/" + key.replace(".", "/"), value, f"set sysctl {key}={value}")
     for path in linux.get("readonlyPaths", []):
         if not os.path.lexists(path):
             continue

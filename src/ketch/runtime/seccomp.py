@@ -257,41 +257,9 @@ def _wants_enosys_stub(default_action: int) -> bool:
     return default_action & ~_sc.ACT_DATA_MASK != _sc.ACT_TRACE_BASE
 
 
-def install(seccomp: dict[str, Any], backend: Backend) -> None:
-    """Build the filter ``linux.seccomp`` describes through `backend` and load it into the calling thread."""
-    profile = parse(seccomp)
-    if profile is None:
-        return
-    arch_tokens: list[tuple[str, int]] = []
-    for i, arch in enumerate(profile.architectures):
-        token = backend.arch_resolve(ARCHITECTURES[arch])
-        if token is None:
-            raise Unsupported(f"{_WHERE}.architectures[{i}]: this libseccomp does not know {_show(arch)}")
-        arch_tokens.append((arch, token))
-
-    filt = backend.new_filter(profile.default_action)
-    try:
-        kernel_flags = _configure(filt, profile, arch_tokens)
-        for rule in profile.rules:
-            _add_rule(filt, backend, rule, profile.default_action)
-        stub = b""
-        if _wants_enosys_stub(profile.default_action):
-            stub = enosys_stub(_last_syscalls(backend, profile, arch_tokens))
-        if stub:
-            backend.load_program(stub + filt.export_bpf(), kernel_flags)
-        else:
-            filt.load()
-    finally:
-        filt.release()
-
-
-def compile_program(seccomp: dict[str, Any], backend: Backend | None = None) -> tuple[bytes, int] | None:
-    """Build the filter and return it as (classic BPF program, seccomp(2) flags) without loading it.
-
-    A container's init compiles before pivot_root, while libseccomp can still be loaded from the host,
-    and installs the program with :func:`load_compiled` as late as it must.
-    """
-    backend = backend or _sc.LibSeccomp()
+def _build(seccomp: dict[str, Any], backend: Backend) -> tuple[FilterHandle, int, bytes] | None:
+    """Translate ``linux.seccomp`` into a libseccomp filter: (filter, seccomp(2) flags, ENOSYS stub or b"").
+    None when the profile turns seccomp off. The caller releases the filter."""
     profile = parse(seccomp)
     if profile is None:
         return None
@@ -309,6 +277,38 @@ def compile_program(seccomp: dict[str, Any], backend: Backend | None = None) -> 
         stub = b""
         if _wants_enosys_stub(profile.default_action):
             stub = enosys_stub(_last_syscalls(backend, profile, arch_tokens))
+    except BaseException:
+        filt.release()
+        raise
+    return filt, kernel_flags, stub
+
+
+def install(seccomp: dict[str, Any], backend: Backend) -> None:
+    """Build the filter ``linux.seccomp`` describes through `backend` and load it into the calling thread."""
+    built = _build(seccomp, backend)
+    if built is None:
+        return
+    filt, kernel_flags, stub = built
+    try:
+        if stub:
+            backend.load_program(stub + filt.export_bpf(), kernel_flags)
+        else:
+            filt.load()
+    finally:
+        filt.release()
+
+
+def compile_program(seccomp: dict[str, Any], backend: Backend | None = None) -> tuple[bytes, int] | None:
+    """Build the filter and return it as (classic BPF program, seccomp(2) flags) without loading it.
+
+    A container's init compiles before pivot_root, while libseccomp can still be loaded from the host,
+    and installs the program with :func:`load_compiled` as late as it must.
+    """
+    built = _build(seccomp, backend or _sc.LibSeccomp())
+    if built is None:
+        return None
+    filt, kernel_flags, stub = built
+    try:
         return stub + filt.export_bpf(), kernel_flags
     finally:
         filt.release()

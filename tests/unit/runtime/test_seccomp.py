@@ -611,3 +611,19 @@ def test_real_libseccomp_program_without_stub(libseccomp: _ExportInsteadOfLoad) 
     assert flags is None  # seccomp_load would have loaded it
     assert run_bpf(program, 83, X86_64) == ENOSYS_RET
     assert run_bpf(program, 84, X86_64) == ALLOW
+
+
+def test_compile_program_exports_without_loading() -> None:
+    """What a container's init does before pivot_root: the same filter as install() builds, exported as BPF."""
+    profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [call(["mkdir"], "SCMP_ACT_ERRNO")]}
+    backend = FakeBackend()
+    compiled = seccomp.compile_program(profile, backend)
+    assert compiled is not None
+    program, flags = compiled
+    assert program == backend.exported and isinstance(flags, int)
+    kinds = [c[0] for c in backend.calls]
+    assert "load" not in kinds and "export" in kinds and kinds[-1] == "release"
+    # the rules are the ones install() would add
+    installed = run(profile)
+    assert [c for c in backend.calls if c[0] == "rule"] == [c for c in installed if c[0] == "rule"]
+    assert seccomp.compile_program({}, FakeBackend()) is None
