@@ -84,6 +84,7 @@ def cmd_run(
         a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         console_pair = (a.detach(), b.detach())
         extra["console_fd"] = console_pair[1]
+    forwarded = set() if detach else _block_signals()
     try:
         st = create(root, container_id, bundle, _create_options(opts, gopts, **extra))
     except KetchError as exc:
@@ -91,6 +92,8 @@ def cmd_run(
     finally:
         if console_pair is not None:
             os.close(console_pair[1])
+    if not detach:
+        _forward_signals(st.pid, forwarded, tty=console_pair is not None)
     try:
         lifecycle.start(st, log_warning=logger.warning)
     except BaseException:
@@ -104,20 +107,48 @@ def cmd_run(
     return status
 
 
-def _wait_foreground(pid: int, console_sock: int) -> int:
-    """Wait for ``pid`` (forwarding our signals to it, as runc does) and return a shell-style status."""
+def _block_signals() -> set[int]:
+    """Block the signals a foreground run forwards, from before the container exists until a handler that
+    knows its pid is installed: a signal in between stays pending instead of killing the runtime.
+    Forked children clear the mask again (process.reset_signal_mask) before they exec."""
     import _signal as signal  # type: ignore[import-not-found]  # the C module: `signal` imports enum
 
+    wanted = set(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    return wanted
+
+
+def _forward_signals(pid: int, blocked: set[int], *, tty: bool) -> None:
+    """Forward every signal we receive to ``pid``, as runc does (SIGWINCH too, unless we proxy a tty and
+    resize it ourselves), then let the blocked ones through."""
+    import _signal as signal
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in blocked:
+        if tty and signum == signal.SIGWINCH:
+            continue
+        try:
+            signal.signal(signum, forward)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+
+
+def _wait_foreground(pid: int, console_sock: int) -> int:
+    """Wait for ``pid`` and return a shell-style status; with a console socket, proxy its pty meanwhile."""
     if console_sock >= 0:
         from ketch.runtime import terminal
 
         master = terminal.recv_fd(console_sock)
         os.close(console_sock)
-        _forward_signals(pid, signal, skip={signal.SIGWINCH})
         status = terminal.proxy(master, pid)
         os.close(master)
     else:
-        _forward_signals(pid, signal, skip=set())
         while True:
             try:
                 _, status = os.waitpid(pid, 0)
@@ -125,22 +156,6 @@ def _wait_foreground(pid: int, console_sock: int) -> int:
             except InterruptedError:
                 continue
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
-
-
-def _forward_signals(pid: int, signal: Any, skip: set[int]) -> None:
-    def forward(signum: int, _frame: Any) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in signal.valid_signals():
-        if signum in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD) or signum in skip:
-            continue
-        try:
-            signal.signal(signum, forward)
-        except (OSError, ValueError):
-            pass
 
 
 def cmd_start(
@@ -241,6 +256,7 @@ def cmd_exec(
 
             a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
             local_console, console_fd = a.detach(), b.detach()
+    forwarded = set() if detach else _block_signals()
     try:
         pid = exec_process(st, process, console_fd=console_fd, preserve_fds=opts.get("preserve-fds", 0))
     except KetchError as exc:
@@ -249,6 +265,8 @@ def cmd_exec(
     finally:
         if console_fd >= 0:
             os.close(console_fd)
+    if not detach:
+        _forward_signals(pid, forwarded, tty=local_console >= 0)
     if opts.get("pid-file"):
         from ketch.common.atomic import atomic_write
 

@@ -29,6 +29,7 @@ from ketch.runtime.process import (
     exec_user_process,
     preload,
     prepare_credentials,
+    reset_signal_mask,
 )
 from ketch.runtime.state import ContainerState, now_rfc3339, proc_start_time
 from ketch.spec.oci_runtime import validate
@@ -192,7 +193,8 @@ def create(root: str, container_id: str, bundle: str, opts: Options) -> Containe
                 raise InvalidArgument(f"console socket {opts.console_socket}: {exc.strerror}") from None
         L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
         channel = Channel()
-        setup = _Setup(st, config, rootfs_path, manager, channel, console_fd, opts)
+        compiled = preload(process, linux, config)
+        setup = _Setup(st, config, rootfs_path, manager, channel, console_fd, opts, compiled)
         pid = os.fork()
         if pid == 0:
             setup.run_child()  # never returns
@@ -237,7 +239,9 @@ class _Setup:
         channel: Channel,
         console_fd: int,
         opts: Options,
+        compiled: tuple[bytes, int] | None,
     ) -> None:
+        self.compiled = compiled
         self.st = st
         self.config = config
         self.rootfs = rootfs_path
@@ -291,6 +295,7 @@ class _Setup:
         code = 1
         try:
             self.channel.become_child()
+            reset_signal_mask()
             joins = {ns["type"]: ns["path"] for ns in self.ns if "path" in ns}
             namespaces.join(joins)
             if namespaces.wants_new(self.ns, "user"):
@@ -335,16 +340,19 @@ class _Setup:
             in_userns = namespaces.wants_new(self.ns, "user") or "user" in {
                 ns["type"] for ns in self.ns if "path" in ns
             }
-            deferred = rootfs.prepare(config, self.rootfs, in_userns=in_userns)
-            compiled = preload(process, self.linux, config)
+            if namespaces.wants_new(self.ns, "network"):
+                namespaces.loopback_up()
+            rest = rootfs.prepare(config, self.rootfs, in_userns=in_userns)
             channel.send("hooks")
             channel.expect("hooks-done")
             new_cgroupns = namespaces.wants_new(self.ns, "cgroup")
             if new_cgroupns:
                 L.unshare(L.CLONE_NEWCGROUP)
-            rootfs.mount_cgroups(
-                deferred,
+            rootfs.mount_rest(
+                config,
                 self.rootfs,
+                rest,
+                in_userns=in_userns,
                 cgroup_paths=self.manager.paths(),
                 cgroup_path=self.manager.path,
                 new_cgroupns=new_cgroupns,
@@ -362,13 +370,13 @@ class _Setup:
                 terminal.make_controlling(slave)
             elif self.console_fd >= 0:
                 os.close(self.console_fd)
-            exe, env = prepare_credentials(process, compiled)
+            exe, env = prepare_credentials(process, self.compiled)
             channel.send("ready")
             ready = True
             channel.close()
             os.read(fifo, 1)  # blocks until `start`
             os.close(fifo)
-            exec_user_process(process, compiled, exe, env, self.st)
+            exec_user_process(process, self.compiled, exe, env, self.st)
         except BaseException as exc:
             if not ready:
                 channel.send("error", message=describe(exc))

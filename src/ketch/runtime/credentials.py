@@ -152,3 +152,16 @@ def lookup_executable(program: str, env: list[str]) -> str:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     raise SystemFailure(f'exec: "{program}": executable file not found in $PATH')
+
+
+def home_directory(uid: int, passwd: str = "/etc/passwd") -> str:
+    """The home directory of ``uid`` in ``passwd`` (of the current root), or "/" when it has none."""
+    try:
+        with open(passwd, "rb") as f:
+            for line in f.read().decode(errors="replace").splitlines():
+                fields = line.split(":")
+                if len(fields) >= 6 and fields[2].strip() == str(uid) and fields[5]:
+                    return fields[5]
+    except OSError:
+        pass
+    return "/"

@@ -18,6 +18,7 @@ from ketch.runtime.process import (
     exec_user_process,
     preload,
     prepare_credentials,
+    reset_signal_mask,
 )
 from ketch.runtime.state import ContainerState
 from ketch.spec.oci_runtime import NAMESPACES
@@ -49,11 +50,12 @@ def exec_process(
         if any(ns["type"] == kind for ns in linux.get("namespaces", []))
     }
     manager = cgroups.open_manager(st.data.get("cgroup_path"), st.id, paths=st.data.get("cgroup_paths"))
+    compiled = preload(process, linux)
     channel = Channel()
     L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
     setup_pid = os.fork()
     if setup_pid == 0:
-        _setup_child(channel, paths, process, linux, console_fd, preserve_fds)
+        _setup_child(channel, paths, process, compiled, console_fd, preserve_fds)
     channel.close_child_ends()
     child_pids = [setup_pid]
     pid = 0
@@ -89,15 +91,15 @@ def _setup_child(
     channel: Channel,
     paths: dict[str, str],
     process: dict[str, Any],
-    linux: dict[str, Any],
+    compiled: tuple[bytes, int] | None,
     console_fd: int,
     preserve_fds: int,
 ) -> None:
     code = 1
     try:
         channel.become_child()
+        reset_signal_mask()
         channel.expect("go")
-        compiled = preload(process, linux)
         namespaces.join(paths)
         pid = os.fork()
         if pid == 0:

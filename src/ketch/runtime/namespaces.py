@@ -74,3 +74,25 @@ def write_id_maps(pid: int, linux: dict[str, Any]) -> None:
     for key, name in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
         lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux.get(key, []))
         write_value(f"/proc/{pid}/{name}", lines, f"write {name} {lines.strip()!r}")
+
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` up in a new network namespace, as runc does (an ioctl; no netlink needed for this)."""
+    import _socket
+    import fcntl
+    import struct
+
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+    except OSError as exc:
+        raise SystemFailure.from_oserror("bring up the loopback interface", exc) from None
+    finally:
+        sock.close()

@@ -14,7 +14,14 @@ if TYPE_CHECKING:
 
     from ketch.runtime.state import ContainerState
 
-__all__ = ["close_inherited_fds", "describe", "exec_user_process", "preload", "prepare_credentials"]
+__all__ = [
+    "close_inherited_fds",
+    "describe",
+    "exec_user_process",
+    "preload",
+    "prepare_credentials",
+    "reset_signal_mask",
+]
 
 
 def preload(
@@ -22,14 +29,24 @@ def preload(
     linux: dict[str, Any],
     config: dict[str, Any] | None = None,
 ) -> tuple[bytes, int] | None:
-    """Run while the host's filesystem is still visible (before pivot_root or setns into the container's
-    mount namespace): import every module the remaining steps need, since Python cannot find its
-    standard library afterwards, and compile the seccomp filter, since libseccomp cannot be loaded then.
+    """Run in the runtime before it forks: import every module the container's processes will need, and
+    compile the seccomp filter. After unshare(CLONE_NEWUSER) the interpreter's own files may be out of
+    reach (a mapped root cannot read root's 0700 directories), after pivot_root or setns into the
+    container's mount namespace they are gone, and libseccomp cannot be loaded either.
     Returns the compiled filter."""
+    namespaces = linux.get("namespaces", [])
     if process.get("terminal"):
         from ketch.runtime import terminal  # noqa: F401
-    if config is not None and hook_list(config, "startContainer"):
-        import subprocess  # noqa: F401
+    if any(ns.get("type") == "network" and "path" not in ns for ns in namespaces):
+        import _socket  # noqa: F401
+        import fcntl  # noqa: F401  (namespaces.loopback_up)
+        import struct  # noqa: F401
+    if config is not None:
+        if hook_list(config, "createContainer") or hook_list(config, "startContainer"):
+            import subprocess  # noqa: F401
+        if any("tmpcopyup" in m.get("options", []) for m in config.get("mounts", [])):
+            import shutil  # noqa: F401
+            import tempfile  # noqa: F401
     if "seccomp" not in linux:
         return None
     from ketch.runtime import seccomp
@@ -63,6 +80,9 @@ def prepare_credentials(
     env_list: list[str] = process.get("env", [])
     exe = credentials.lookup_executable(process["args"][0], env_list)
     env = dict(item.split("=", 1) for item in env_list)
+    if "HOME" not in env:
+        # As runc: the user's home from the container's /etc/passwd, else "/".
+        env["HOME"] = credentials.home_directory(process.get("user", {}).get("uid", 0))
     return exe, env
 
 
@@ -80,6 +100,14 @@ def exec_user_process(
 
         seccomp.load_compiled(compiled)
     os.execve(exe, process["args"], env)
+
+
+def reset_signal_mask() -> None:
+    """Unblock every signal: a foreground ``run`` or ``exec`` blocks them before forking (see commands.py),
+    and the mask would otherwise survive execve into the container's process."""
+    import _signal  # type: ignore[import-not-found]
+
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
 def close_inherited_fds(first: int, keep: set[int]) -> None:

@@ -22,7 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["DEFAULT_DEVICES", "finalize", "mount_cgroups", "pivot", "prepare"]
+__all__ = ["DEFAULT_DEVICES", "finalize", "mount_rest", "pivot", "prepare"]
 
 # (path, type, major, minor): the devices the runtime spec says every container has.
 DEFAULT_DEVICES = (
@@ -100,33 +100,59 @@ class _Target:
         os.close(self.fd)
 
 
-def prepare(config: dict[str, Any], rootfs: str, *, in_userns: bool) -> list[tuple[int, dict[str, Any]]]:
-    """Everything before pivot_root except cgroup mounts, which are returned as (index, mount) for
-    :func:`mount_cgroups`: they must wait until the process has joined its cgroup (and unshared its
-    cgroup namespace), which the runtime does while this runs. ``rootfs`` is absolute; the current
-    directory is the bundle."""
+def prepare(config: dict[str, Any], rootfs: str, *, in_userns: bool) -> int:
+    """Propagation of ``/``, the rootfs bound on itself, and the config's mounts in order up to the first
+    cgroup mount; returns that mount's index (the number of mounts if there is none).
+
+    The rest waits for :func:`mount_rest`: a cgroup mount needs the process to have joined its cgroup and
+    unshared its cgroup namespace, which the runtime does while this runs, and the spec wants mounts in
+    order. ``rootfs`` is absolute; the current directory is the bundle."""
     linux = config.get("linux", {})
     propagation = (
         parse_mount_options([linux["rootfsPropagation"]])[1] if linux.get("rootfsPropagation") else []
     )
     _mount(None, "/", None, propagation[0] if propagation else L.MS_SLAVE | L.MS_REC)
     _mount(rootfs, rootfs, None, L.MS_BIND | L.MS_REC)
-    dev_bound = False
-    deferred: list[tuple[int, dict[str, Any]]] = []
-    for i, mount in enumerate(config.get("mounts", [])):
+    mounts = config.get("mounts", [])
+    for i, mount in enumerate(mounts):
         if mount.get("type") in ("cgroup", "cgroup2"):
-            deferred.append((i, mount))
-            continue
-        dest = _destination(mount)
-        try:
-            bound = _mount_one(mount, dest, rootfs, in_userns=in_userns)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"config.json: mounts[{i}]: {exc}") from None
-        if bound and os.path.normpath(dest) == "/dev":
-            dev_bound = True
-    if not dev_bound:
-        _create_devices(rootfs, linux.get("devices", []), in_userns=in_userns)
-    return deferred
+            return i
+        _mount_entry(i, mount, rootfs, in_userns=in_userns)
+    return len(mounts)
+
+
+def mount_rest(
+    config: dict[str, Any],
+    rootfs: str,
+    start: int,
+    *,
+    in_userns: bool,
+    cgroup_paths: dict[str, str],
+    cgroup_path: str,
+    new_cgroupns: bool,
+) -> None:
+    """The config's mounts from index ``start`` on, in order, then the devices."""
+    mounts = config.get("mounts", [])
+    for i in range(start, len(mounts)):
+        mount = mounts[i]
+        if mount.get("type") in ("cgroup", "cgroup2"):
+            flags = parse_mount_options(mount.get("options", []))[0]
+            _mount_cgroups(_destination(mount), rootfs, flags, cgroup_paths, cgroup_path, new_cgroupns)
+        else:
+            _mount_entry(i, mount, rootfs, in_userns=in_userns)
+    if not any(_is_bind(m) and os.path.normpath(_destination(m)) == "/dev" for m in mounts):
+        _create_devices(rootfs, config.get("linux", {}).get("devices", []), in_userns=in_userns)
+
+
+def _is_bind(mount: dict[str, Any]) -> bool:
+    return mount.get("type") == "bind" or bool({"bind", "rbind"} & set(mount.get("options", [])))
+
+
+def _mount_entry(i: int, mount: dict[str, Any], rootfs: str, *, in_userns: bool) -> None:
+    try:
+        _mount_one(mount, _destination(mount), rootfs, in_userns=in_userns)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"config.json: mounts[{i}]: {exc}") from None
 
 
 def _destination(mount: dict[str, Any]) -> str:
@@ -134,21 +160,8 @@ def _destination(mount: dict[str, Any]) -> str:
     return dest if dest.startswith("/") else "/" + dest  # runc treats relative destinations as absolute
 
 
-def mount_cgroups(
-    deferred: list[tuple[int, dict[str, Any]]],
-    rootfs: str,
-    *,
-    cgroup_paths: dict[str, str],
-    cgroup_path: str,
-    new_cgroupns: bool,
-) -> None:
-    for _i, mount in deferred:
-        flags = parse_mount_options(mount.get("options", []))[0]
-        _mount_cgroups(_destination(mount), rootfs, flags, cgroup_paths, cgroup_path, new_cgroupns)
-
-
-def _mount_one(mount: dict[str, Any], dest: str, rootfs: str, *, in_userns: bool) -> bool:
-    """Mount one config entry; return True when it was a bind mount."""
+def _mount_one(mount: dict[str, Any], dest: str, rootfs: str, *, in_userns: bool) -> None:
+    """Mount one config entry (not a cgroup one)."""
     fstype = mount.get("type") or ""
     source = mount.get("source") or ""
     flags, propagation, data, extensions = parse_mount_options(mount.get("options", []))
@@ -172,7 +185,7 @@ def _mount_one(mount: dict[str, Any], dest: str, rootfs: str, *, in_userns: bool
                 _mount(None, target.proc, None, prop)
         finally:
             target.close()
-        return True
+        return
     target = _Target(rootfs, dest)
     try:
         options = ",".join(data) if data else None
@@ -185,7 +198,6 @@ def _mount_one(mount: dict[str, Any], dest: str, rootfs: str, *, in_userns: bool
             _mount(None, target.proc, None, prop)
     finally:
         target.close()
-    return False
 
 
 def _tmpfs_copyup(target: _Target, flags: int, options: str | None) -> None:

@@ -340,3 +340,44 @@ def test_failing_and_slow_hooks(rt: Runtime, unique_id: str) -> None:
     rt.write_config(bundle, config)
     proc = rt.run(bundle, unique_id)
     assert proc.returncode == 1 and "did not finish within 1s" in proc.stderr
+
+
+def test_mounts_keep_config_order_around_cgroup_mounts(rt: Runtime, unique_id: str) -> None:
+    """A tmpfs on /data listed after a cgroup mount on /data/cg must hide it, as in spec order."""
+    bundle = rt.bundle(["sh", "-c", "ls /data/cg 2>&1; echo rc=$?; ip -o link show lo; echo HOME=$HOME"])
+    config = rt.config(bundle)
+    config["mounts"] += [
+        {"destination": "/data/cg", "type": "cgroup", "source": "cgroup", "options": ["ro"]},
+        {"destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]},
+    ]
+    rt.write_config(bundle, config)
+    proc = rt.run(bundle, unique_id)
+    assert "rc=1" in proc.stdout, proc.stdout
+    # and the defaults runc gives a container: loopback up, HOME from /etc/passwd
+    assert "<LOOPBACK,UP,LOWER_UP>" in proc.stdout
+    assert "HOME=/root" in proc.stdout
+
+
+def test_user_namespace_with_seccomp_and_tty_modules(rt: Runtime, unique_id: str, tmp_path: Path) -> None:
+    """What the init needs after unshare(CLONE_NEWUSER) is loaded before: here a seccomp filter."""
+    for parent in (tmp_path, *tmp_path.parents):
+        if parent == Path("/tmp"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+    seccomp = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}],
+    }
+    proc = run_sh(
+        rt,
+        unique_id,
+        "mkdir /tmp/x; id -u",
+        linux={
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "user")],
+            "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+            "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+            "seccomp": seccomp,
+        },
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Function not implemented" in proc.stderr and proc.stdout.strip() == "0"
