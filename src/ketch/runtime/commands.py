@@ -74,8 +74,11 @@ def cmd_run(
 
     container_id = _id("run", args)
     detach = bool(opts.get("detach"))
-    bundle = opts.get("bundle") or "."
-    terminal = bool(load_bundle(bundle)[1]["process"].get("terminal"))
+    try:
+        bundle = load_bundle(opts.get("bundle") or ".")
+    except KetchError as exc:
+        raise _failed("run", exc) from None
+    terminal = bool(bundle[1]["process"].get("terminal"))
     console_pair: tuple[int, int] | None = None
     extra: dict[str, Any] = {}
     if terminal and not detach and not opts.get("console-socket"):

@@ -155,8 +155,14 @@ class Options:
         self.systemd_cgroup = systemd_cgroup
 
 
-def create(root: str, container_id: str, bundle: str, opts: Options) -> ContainerState:
-    bundle, config, rootfs_path = load_bundle(bundle)
+def create(
+    root: str,
+    container_id: str,
+    bundle: str | tuple[str, dict[str, Any], str],
+    opts: Options,
+) -> ContainerState:
+    """``bundle`` is a directory, or what :func:`load_bundle` returned for it."""
+    bundle, config, rootfs_path = load_bundle(bundle) if isinstance(bundle, str) else bundle
     process = config["process"]
     has_console = opts.console_socket is not None or opts.console_fd >= 0
     if process.get("terminal") and not has_console:
@@ -168,6 +174,7 @@ def create(root: str, container_id: str, bundle: str, opts: Options) -> Containe
     linux = config.get("linux", {})
     manager = cgroups.open_manager(linux.get("cgroupsPath"), container_id, systemd=opts.systemd_cgroup)
     st = ContainerState.reserve(root, container_id)
+    st.cgroup = manager
     child_pids: list[int] = []
     console_fd = opts.console_fd
     channel: Channel | None = None
@@ -195,12 +202,15 @@ def create(root: str, container_id: str, bundle: str, opts: Options) -> Containe
         channel = Channel()
         compiled = preload(process, linux, config)
         setup = _Setup(st, config, rootfs_path, manager, channel, console_fd, opts, compiled)
-        pid = os.fork()
-        if pid == 0:
-            setup.run_child()  # never returns
+        if setup.direct():
+            pid = setup.fork_init_directly()
+        else:
+            pid = os.fork()
+            if pid == 0:
+                setup.run_child()  # never returns
         child_pids.append(pid)
         channel.close_child_ends()
-        init_pid = setup.drive_parent(pid, child_pids)
+        init_pid = setup.drive_parent(pid, child_pids, direct=setup.direct())
         del st.data["creating"]
         st.save()
         if opts.pid_file:
@@ -253,9 +263,14 @@ class _Setup:
         self.ns: list[dict[str, Any]] = self.linux.get("namespaces", [])
 
     # -- runtime side -------------------------------------------------------------------------------
-    def drive_parent(self, setup_pid: int, child_pids: list[int]) -> int:
+    def drive_parent(self, setup_pid: int, child_pids: list[int], *, direct: bool) -> int:
+        """Serve the setup child's and the init's requests until the init is ready; return its pid.
+        With ``direct``, ``setup_pid`` is already the init (see :meth:`fork_init_directly`)."""
         channel = self.channel
         init_pid = 0
+        if direct:
+            init_pid = setup_pid
+            self._init_started(init_pid, None, child_pids)
         while True:
             message = channel.recv()
             kind = message["type"]
@@ -265,17 +280,7 @@ class _Setup:
             elif kind == "init":
                 init_pid = int(message["pid"])
                 child_pids.insert(0, init_pid)
-                channel.send("proceed", pid=init_pid)
-                # Moving a task between v1 cgroups waits for an RCU grace period (~10 ms): do it while the
-                # init builds its mounts. The init waits for "hooks-done" before anything that needs the
-                # cgroup: its cgroup namespace, cgroup mounts, and of course the user process.
-                self.manager.apply(init_pid)
-                os.waitpid(setup_pid, 0)
-                child_pids.remove(setup_pid)
-                info = proc_start_time(init_pid)
-                self.st.data["pid"] = init_pid
-                self.st.data["pid_start"] = info[0] if info else 0
-                self.st.save()
+                self._init_started(init_pid, setup_pid, child_pids)
             elif kind == "hooks":
                 state = self.st.oci_state("creating")
                 run_hooks("prestart", hook_list(self.config, "prestart"), state)
@@ -289,6 +294,66 @@ class _Setup:
                 raise SystemFailure(
                     "unable to start container process: container init exited before it was ready"
                 )
+
+    def _init_started(self, init_pid: int, setup_pid: int | None, child_pids: list[int]) -> None:
+        self.channel.send("proceed", pid=init_pid)
+        # Moving a task between v1 cgroups may wait for an RCU grace period (see cgroups/warmup.py): do it
+        # while the init builds its mounts. The init waits for "hooks-done" before anything that needs the
+        # cgroup: its cgroup namespace, cgroup mounts, and of course the user process.
+        self.manager.apply(init_pid)
+        if setup_pid is not None:
+            os.waitpid(setup_pid, 0)
+            child_pids.remove(setup_pid)
+        info = proc_start_time(init_pid)
+        self.st.data["pid"] = init_pid
+        self.st.data["pid_start"] = info[0] if info else 0
+        self.st.save()
+
+    # -- the init forked by the runtime itself --------------------------------------------------------
+    def direct(self) -> bool:
+        """Without a user or time namespace, no setup child is needed: the runtime enters the new (or
+        joined) pid namespace just for the fork of the init, which then enters the other namespaces
+        itself. One process and one round trip fewer than :meth:`run_child`."""
+        return not any(ns["type"] in ("user", "time") for ns in self.ns)
+
+    def fork_init_directly(self) -> int:
+        own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            pid_ns = next((ns for ns in self.ns if ns["type"] == "pid"), None)
+            if pid_ns is not None and "path" in pid_ns:
+                namespaces.join({"pid": pid_ns["path"]})
+            elif pid_ns is not None:
+                L.unshare(L.CLONE_NEWPID)  # for children only: this process stays where it is
+            pid = os.fork()
+            if pid == 0:
+                self._run_direct_init()  # never returns
+            return pid
+        finally:
+            # Back to our own pid namespace for later children (hooks run in the runtime's namespaces).
+            L.setns(own, L.CLONE_NEWPID)
+            os.close(own)
+
+    def _run_direct_init(self) -> None:
+        try:
+            self.channel.become_child()
+            reset_signal_mask()
+            namespaces.join(
+                {ns["type"]: ns["path"] for ns in self.ns if "path" in ns and ns["type"] != "pid"}
+            )
+            self._unshare_rest(L.CLONE_NEWPID)
+        except BaseException as exc:
+            self.channel.send("error", message=describe(exc))
+            os._exit(1)
+        self.run_init()
+
+    def _unshare_rest(self, exclude: int) -> None:
+        # The cgroup namespace is unshared by the init, once the runtime has moved it into its cgroup.
+        L.unshare(namespaces.new_flags(self.ns) & ~(L.CLONE_NEWCGROUP | exclude))
+        if not self.opts.no_new_keyring:
+            try:
+                L.join_session_keyring(f"_ses.{self.st.id}")
+            except OSError:
+                pass  # keyrings may be unavailable (or disallowed by seccomp); runc ignores that too
 
     # -- setup child --------------------------------------------------------------------------------
     def run_child(self) -> None:
@@ -304,13 +369,7 @@ class _Setup:
                 self.channel.expect("mapped")
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)
-            # The cgroup namespace is unshared by the init, once the runtime has moved it into its cgroup.
-            L.unshare(namespaces.new_flags(self.ns) & ~L.CLONE_NEWCGROUP)
-            if not self.opts.no_new_keyring:
-                try:
-                    L.join_session_keyring(f"_ses.{self.st.id}")
-                except OSError:
-                    pass  # keyrings may be unavailable (or disallowed by seccomp); runc ignores that too
+            self._unshare_rest(0)
             pid = os.fork()
             if pid == 0:
                 self.run_init()  # never returns

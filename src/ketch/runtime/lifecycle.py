@@ -20,7 +20,10 @@ SIGKILL = 9
 
 
 def manager_for(st: ContainerState) -> Any:
-    return cgroups.open_manager(st.data.get("cgroup_path"), st.id, paths=st.data.get("cgroup_paths"))
+    """The container's cgroup manager, opened once per command (``run`` reuses the one create made)."""
+    if st.cgroup is None:
+        st.cgroup = cgroups.open_manager(st.data.get("cgroup_path"), st.id, paths=st.data.get("cgroup_paths"))
+    return st.cgroup
 
 
 def start(st: ContainerState, *, log_warning: Any = None) -> None:

@@ -239,6 +239,10 @@ def _mount_cgroups(
     target = _Target(rootfs, dest)
     try:
         _mount("tmpfs", target.proc, "tmpfs", base, "mode=755")
+        target.reopen()
+        # Inside the tmpfs just mounted nothing can be a symlink: plain paths below it are safe, and
+        # cheaper than resolving each one again.
+        top = os.readlink(target.proc)
     finally:
         target.close()
     suffix = cgroup_path.rstrip("/")
@@ -251,21 +255,16 @@ def _mount_cgroups(
         if name in seen or not os.path.isdir(host_dir):
             continue
         seen.add(name)
-        sub = _Target(rootfs, f"{dest.rstrip('/')}/{name}")
-        try:
-            _mount(host_dir, sub.proc, None, L.MS_BIND | L.MS_REC)
-            sub.reopen()
-            _mount(None, sub.proc, None, L.MS_BIND | L.MS_REMOUNT | base | ro)
-        finally:
-            sub.close()
+        sub = f"{top}/{name}"
+        os.mkdir(sub, 0o755)
+        _mount(host_dir, sub, None, L.MS_BIND | L.MS_REC)
+        _mount(None, sub, None, L.MS_BIND | L.MS_REMOUNT | base | ro)
         for alias in name.split(",") if "," in name else ():
-            link = secure_join(rootfs, f"{dest.rstrip('/')}/{alias}")
-            if not os.path.lexists(link):
-                os.symlink(name, link)
+            if not os.path.lexists(f"{top}/{alias}"):
+                os.symlink(name, f"{top}/{alias}")
     if ro:
         # The tmpfs itself becomes read-only last, after the hierarchy directories exist.
-        path = secure_join(rootfs, dest)
-        _mount(None, path, None, L.MS_REMOUNT | base | ro)
+        _mount(None, top, None, L.MS_REMOUNT | base | ro)
 
 
 def _create_devices(rootfs: str, devices: list[dict[str, Any]], *, in_userns: bool) -> None:

@@ -52,9 +52,10 @@ def now_rfc3339() -> str:
 class ContainerState:
     """One container's record. ``data`` is state.json: the OCI state fields plus ketch's own."""
 
-    __slots__ = ("data", "dir", "id", "root")
+    __slots__ = ("cgroup", "data", "dir", "id", "root")
 
     def __init__(self, root: str, container_id: str, data: dict[str, Any]) -> None:
+        self.cgroup: Any = None  # the cgroup manager, once a command has opened it
         self.root = root
         self.id = container_id
         self.dir = os.path.join(root, container_id)

@@ -381,3 +381,21 @@ def test_user_namespace_with_seccomp_and_tty_modules(rt: Runtime, unique_id: str
     )
     assert proc.returncode == 0, proc.stderr
     assert "Function not implemented" in proc.stderr and proc.stdout.strip() == "0"
+
+
+def test_join_pid_namespace_of_another_container(rt: Runtime, unique_id: str) -> None:
+    first = rt.bundle(["sleep", "30"], name="first")
+    rt.run(first, unique_id, "-d", check=True)
+    init = rt.state(unique_id)["pid"]
+    namespaces = [{"type": t} for t in ("ipc", "uts", "mount", "network")]
+    namespaces.append({"type": "pid", "path": f"/proc/{init}/ns/pid"})
+    proc = run_sh(
+        rt,
+        unique_id + "b",
+        "ps -o pid,args | grep -v grep | grep 'sleep 30'; echo $$",
+        name="second",
+        linux={"namespaces": namespaces},
+    )
+    lines = proc.stdout.split("\n")
+    assert lines[0].split()[0] == "1", proc.stdout  # the first container's init, seen as pid 1
+    assert int(lines[1]) > 1

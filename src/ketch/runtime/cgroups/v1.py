@@ -8,7 +8,7 @@ import os
 import time
 
 from ketch.common.errors import InvalidArgument, KetchError, SystemFailure, Unsupported
-from ketch.runtime.cgroups import fs, stats
+from ketch.runtime.cgroups import fs
 from ketch.runtime.cgroups.base import Manager
 from ketch.runtime.cgroups.resources import THROTTLES, Resources, parse
 
@@ -179,6 +179,8 @@ class V1Manager(Manager):
         return fs.keyed(fs.read_opt(d, "memory.oom_control")).get("oom_kill", 0)
 
     def stats(self) -> dict[str, Any]:
+        from ketch.runtime.cgroups import stats  # only `events` reads them: keep it off the start path
+
         return stats.v1(self._dirs)
 
     # -- resources --------------------------------------------------------------------------------

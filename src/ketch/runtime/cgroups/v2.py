@@ -8,7 +8,7 @@ import os
 import time
 
 from ketch.common.errors import InvalidArgument, KetchError, SystemFailure, Unsupported
-from ketch.runtime.cgroups import convert, fs, stats
+from ketch.runtime.cgroups import convert, fs
 from ketch.runtime.cgroups.base import Manager
 from ketch.runtime.cgroups.resources import THROTTLES, Resources, parse
 from ketch.runtime.cgroups.v1 import rdma_lines
@@ -127,6 +127,8 @@ class V2Manager(Manager):
         return fs.keyed(fs.read_opt(self._dir, "memory.events")).get("oom_kill", 0)
 
     def stats(self) -> dict[str, Any]:
+        from ketch.runtime.cgroups import stats  # only `events` reads them: keep it off the start path
+
         return stats.v2(self._dir)
 
     # -- resources --------------------------------------------------------------------------------
