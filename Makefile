@@ -6,7 +6,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := python3-venv python3-dev gcc make busybox-static libseccomp2 iproute2 procps util-linux \
-                runc crun docker.io podman conmon tini uidmap iptables nftables skopeo
+                runc crun docker.io podman conmon tini uidmap iptables nftables skopeo \
+                docker-registry umoci openssl
 DEMO_DIR ?= /tmp/ketch-demo
 
 .PHONY: demo test unit integration interop lint bench system-packages venv clean
