@@ -171,10 +171,19 @@ def test_ketch_unpacks_like_docker(images: tuple[Registry, Path, dict[str, str]]
     dockerd.start()
     try:
         docker = dockerd.client(daemons.DOCKER_CLI)
-        for name in ("plain", "layered"):
+        # an image docker itself pushes into the registry, from a busybox rootfs it imports
+        rootfs = Path(busybox.make_rootfs(str(tmp_path / "rootfs")))
+        tarball = daemons.make_rootfs_tar(rootfs, tmp_path / "rootfs.tar")
+        refs = dict(refs, docker=f"{_registry.address}/docker-pushed/bb:v1")
+        assert docker(None, "import", str(tarball), refs["docker"], timeout=120).returncode == 0
+        pushed = docker(None, "push", refs["docker"], timeout=120)
+        assert pushed.returncode == 0, pushed.stderr
+        docker(None, "rmi", refs["docker"], timeout=60)
+        for name in ("plain", "layered", "docker"):
             ours = comparable(ketch_tree(service, refs[name], tmp_path / "mnt"))
             assert docker(None, "pull", "-q", refs[name], timeout=120).returncode == 0
-            cid = docker(None, "create", refs[name], timeout=60).stdout.strip()
+            cid = docker(None, "create", refs[name], "sh", timeout=60).stdout.strip()
+            assert cid, f"docker create {refs[name]} failed"
             export = tmp_path / f"{name}.tar"
             assert docker(None, "export", "-o", str(export), cid, timeout=60).returncode == 0
             docker(None, "rm", cid)
@@ -199,6 +208,13 @@ def test_ketch_unpacks_like_docker(images: tuple[Registry, Path, dict[str, str]]
                 for path in [p for p in tree if p in managed or p.startswith("dev/")]:
                     tree.pop(path)
             assert ours == theirs, name
+            # and docker accepts what ketch pushes back under a new name, with the same digest
+            target = f"{_registry.address}/from-ketch/{name}:v2"
+            service.tag(refs[name], target)
+            digest = service.push(target)
+            pulled = docker(None, "pull", target, timeout=120)
+            assert pulled.returncode == 0, pulled.stderr
+            assert f"Digest: {digest}" in pulled.stdout
     finally:
         service.close()
         dockerd.stop()
