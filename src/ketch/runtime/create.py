@@ -183,8 +183,6 @@ def create(
         root_uid, root_gid = _host_root_ids(linux)
         if (root_uid, root_gid) != (0, 0):
             os.chown(st.fifo, root_uid, root_gid)  # the init opens it as the container's root
-        manager.create()
-        manager.set(cgroup_resources(config))
         st.data = {
             "ociVersion": config["ociVersion"], "id": container_id, "pid": 0, "bundle": bundle,
             "rootfs": rootfs_path, "created": now_rfc3339(), "config": config, "creating": True,
@@ -297,9 +295,12 @@ class _Setup:
 
     def _init_started(self, init_pid: int, setup_pid: int | None, child_pids: list[int]) -> None:
         self.channel.send("proceed", pid=init_pid)
-        # Moving a task between v1 cgroups may wait for an RCU grace period (see cgroups/warmup.py): do it
-        # while the init builds its mounts. The init waits for "hooks-done" before anything that needs the
-        # cgroup: its cgroup namespace, cgroup mounts, and of course the user process.
+        # The cgroup is made, limited and joined while the init builds its mounts (moving a task between
+        # v1 cgroups may also wait for an RCU grace period: see cgroups/warmup.py). The init waits for
+        # "hooks-done" before anything that needs the cgroup: its cgroup namespace, cgroup mounts, and of
+        # course the user process. Its paths are known already: open_manager computed them.
+        self.manager.create()
+        self.manager.set(cgroup_resources(self.config))
         self.manager.apply(init_pid)
         if setup_pid is not None:
             os.waitpid(setup_pid, 0)
