@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -36,19 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
-from tests.integration.image.registry import Registry, skopeo, write_policy  # noqa: E402
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def write_blob(layout: Path, data: bytes) -> dict[str, object]:
-    digest = sha256(data)
-    path = layout / "blobs" / "sha256" / digest.split(":")[1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return {"digest": digest, "size": len(data)}
+from tests.integration.image.registry import Registry, skopeo, write_blob, write_policy  # noqa: E402
+from tests.unit.image.layers import sha256  # noqa: E402
 
 
 def make_big_layout(layout: Path, layers: int, layer_mb: int) -> int:

@@ -21,7 +21,6 @@ ID (sha256 of the uncompressed tar) and the digest of the bytes written.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import tarfile
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from ketch.common.digest import Hasher
 from ketch.common.errors import InvalidArgument, SystemFailure, Unsupported
+from ketch.image.xattrs import pax_xattrs, read_xattrs
 
 if TYPE_CHECKING:
     import gzip
@@ -70,23 +70,6 @@ class _Counter:
         pass
 
 
-def _xattrs(path: str) -> dict[str, bytes]:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EPERM):
-            return {}
-        raise
-    out = {}
-    for name in sorted(names):
-        try:
-            out[name] = os.getxattr(path, name, follow_symlinks=False)
-        except OSError as exc:
-            if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EPERM):
-                raise
-    return out
-
-
 class _Emitter:
     def __init__(self, tf: tarfile.TarFile) -> None:
         self.tf = tf
@@ -98,11 +81,7 @@ class _Emitter:
         ti.uid, ti.gid = st.st_uid, st.st_gid
         ti.uname = ti.gname = ""
         ti.mtime = st.st_mtime_ns // 1_000_000_000
-        ti.pax_headers = {
-            f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape")
-            for k, v in xattrs.items()
-            if not k.startswith("trusted.overlay.")
-        }
+        ti.pax_headers = pax_xattrs({k: v for k, v in xattrs.items() if not k.startswith("trusted.overlay.")})
         return ti
 
     def empty_file(self, name: str, st: os.stat_result, mode: int) -> None:
@@ -182,7 +161,7 @@ def _sorted_entries(path: str) -> list[os.DirEntry[str]]:
 
 
 def _overlay_xattrs(path: str, rel: str) -> dict[str, bytes]:
-    xattrs = _xattrs(path)
+    xattrs = read_xattrs(path)
     for feature in ("trusted.overlay.redirect", "trusted.overlay.metacopy"):
         if feature in xattrs:
             raise Unsupported(
@@ -240,7 +219,7 @@ def _changed(upath: str, ust: os.stat_result, lpath: str, lst: os.stat_result) -
         lst.st_mtime_ns,
     ):
         return True
-    if _xattrs(upath) != _xattrs(lpath):
+    if read_xattrs(upath) != read_xattrs(lpath):
         return True
     if stat.S_ISDIR(ust.st_mode):
         return False
@@ -262,7 +241,7 @@ def diff_naive(
     """Write what turns the tree ``lower_dir`` (None: empty) into ``upper_dir`` to ``out`` as an OCI layer."""
 
     def subtree(em: _Emitter, path: str, rel: str, st: os.stat_result) -> None:
-        em.entry(path, rel, st, _xattrs(path))
+        em.entry(path, rel, st, read_xattrs(path))
         if stat.S_ISDIR(st.st_mode):
             for entry in _sorted_entries(path):
                 subtree(em, entry.path, f"{rel}/{entry.name}", entry.stat(follow_symlinks=False))
@@ -289,7 +268,7 @@ def diff_naive(
                 if not both_dirs:
                     subtree(em, u.path, rel, ust)
                     continue
-                em.entry(u.path, rel, ust, _xattrs(u.path))
+                em.entry(u.path, rel, ust, read_xattrs(u.path))
             if both_dirs:
                 compare(em, u.path, low.path, rel + "/")
 

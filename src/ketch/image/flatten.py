@@ -16,7 +16,6 @@ contents, numeric owners without names, hard links within one layer kept as link
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import tarfile
@@ -25,6 +24,7 @@ from typing import BinaryIO
 
 from ketch.common.errors import SystemFailure, Unsupported
 from ketch.image.snapshots.base import Mount
+from ketch.image.xattrs import pax_xattrs, read_xattrs
 
 __all__ = ["layer_dirs", "write_merged"]
 
@@ -57,22 +57,13 @@ def _opaque(path: str) -> bool:
 
 
 def _xattrs(path: str) -> dict[str, str]:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EPERM):
-            return {}
-        raise
-    out = {}
-    for name in names:
-        if name.startswith("trusted.overlay.") or name == "security.selinux":
-            continue
-        try:
-            value = os.getxattr(path, name, follow_symlinks=False)
-        except OSError:
-            continue
-        out[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
-    return out
+    """The PAX headers for ``path``'s xattrs, less overlayfs' own and SELinux labels (host-specific)."""
+    kept = {
+        k: v
+        for k, v in read_xattrs(path).items()
+        if not k.startswith("trusted.overlay.") and k != "security.selinux"
+    }
+    return pax_xattrs(kept)
 
 
 class _Writer:

@@ -229,7 +229,7 @@ class LayoutImage:
     index_digest: str | None  # when the layout tag names a two-platform index
 
 
-def _write_blob(layout: Path, data: bytes) -> dict[str, Any]:
+def write_blob(layout: Path, data: bytes) -> dict[str, Any]:
     digest = _sha256(data)
     path = layout / "blobs" / "sha256" / digest.split(":")[1]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -240,7 +240,7 @@ def _write_blob(layout: Path, data: bytes) -> dict[str, Any]:
 def make_oci_layout(layout: Path, rootfs: Path, tag: str, *, multi_arch: bool = False) -> LayoutImage:
     """Write (or extend) an OCI layout with ``tag`` naming the image, or an index of it and an arm64 twin."""
     layer, diff_id = layer_from_rootfs(rootfs)
-    layer_desc = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **_write_blob(layout, layer)}
+    layer_desc = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **write_blob(layout, layer)}
     manifests = []
     for arch in [host_arch()] + (["arm64" if host_arch() != "arm64" else "amd64"] if multi_arch else []):
         config = {
@@ -253,7 +253,7 @@ def make_oci_layout(layout: Path, rootfs: Path, tag: str, *, multi_arch: bool = 
         }
         config_desc = {
             "mediaType": "application/vnd.oci.image.config.v1+json",
-            **_write_blob(layout, json.dumps(config, sort_keys=True).encode()),
+            **write_blob(layout, json.dumps(config, sort_keys=True).encode()),
         }
         manifest = {
             "schemaVersion": 2,
@@ -263,7 +263,7 @@ def make_oci_layout(layout: Path, rootfs: Path, tag: str, *, multi_arch: bool = 
         }
         manifest_desc = {
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            **_write_blob(layout, json.dumps(manifest).encode()),
+            **write_blob(layout, json.dumps(manifest).encode()),
             "platform": {"architecture": arch, "os": "linux"},
         }
         manifests.append((manifest_desc, config_desc))
@@ -276,7 +276,7 @@ def make_oci_layout(layout: Path, rootfs: Path, tag: str, *, multi_arch: bool = 
         }
         top = {
             "mediaType": "application/vnd.oci.image.index.v1+json",
-            **_write_blob(layout, json.dumps(index).encode()),
+            **write_blob(layout, json.dumps(index).encode()),
         }
         index_digest = top["digest"]
     else:

@@ -23,6 +23,7 @@ from tests.integration.image.registry import (
     make_oci_layout,
     missing_tools,
     skopeo,
+    write_blob,
     write_policy,
 )
 from tests.unit.image.layers import E, describe, gz, mounted, sha256, tar_bytes
@@ -32,13 +33,6 @@ from ketch.image.service import ImageService
 pytestmark = [pytest.mark.root, pytest.mark.skipif(bool(missing_tools()), reason=str(missing_tools()))]
 
 UMOCI = shutil.which("umoci")
-
-
-def write_blob(layout: Path, data: bytes) -> dict[str, object]:
-    path = layout / "blobs" / "sha256" / sha256(data).split(":")[1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return {"digest": sha256(data), "size": len(data)}
 
 
 LAYERS = [
