@@ -412,7 +412,9 @@ def cmd_events(
 
     st = ContainerState.load(root, _id("events", args))
     manager = lifecycle.manager_for(st)
-    interval = float(opts.get("interval", "5s").rstrip("s") or 5)
+    from ketch.runtime.process_spec import parse_duration
+
+    interval = parse_duration(opts.get("interval", "5s"))
     if opts.get("stats"):
         sys.stdout.write(fastjson.dumps({"type": "stats", "id": st.id, "data": manager.stats()}) + "\n")
         return 0

@@ -11,7 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["build_exec_process", "parse_bytes", "resources_from_flags"]
+__all__ = ["build_exec_process", "parse_bytes", "parse_duration", "resources_from_flags"]
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3,
           "t": 1024**4, "tb": 1024**4, "p": 1024**5, "pb": 1024**5}  # fmt: skip
@@ -33,6 +33,27 @@ def parse_bytes(text: str) -> int:
     if unit not in _UNITS or value < 0:
         raise InvalidArgument(f"invalid size: {text!r}")
     return int(value * _UNITS[unit])
+
+
+_DURATION_UNITS = (("ms", 0.001), ("us", 1e-6), ("ns", 1e-9), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration (``5s``, ``500ms``, ``1m``; a bare number is seconds); must be > 0."""
+    raw = text.strip()
+    for suffix, scale in _DURATION_UNITS:
+        if raw.endswith(suffix):
+            number, factor = raw[: -len(suffix)], scale
+            break
+    else:
+        number, factor = raw, 1.0
+    try:
+        value = float(number) * factor
+    except ValueError:
+        raise InvalidArgument(f"invalid duration {text!r}") from None
+    if value <= 0:
+        raise InvalidArgument(f"invalid duration {text!r}: must be positive")
+    return value
 
 
 def build_exec_process(base: dict[str, Any], opts: dict[str, Any], args: list[str]) -> dict[str, Any]:

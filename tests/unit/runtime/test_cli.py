@@ -224,3 +224,20 @@ def test_runtime_path_imports_stay_lean() -> None:
     )
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "text,seconds", [("5s", 5.0), ("500ms", 0.5), ("2m", 120.0), ("1.5", 1.5), ("1h", 3600.0)]
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    from ketch.runtime.process_spec import parse_duration
+
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["", "s", "fast", "-1s", "0"])
+def test_parse_duration_rejects(bad: str) -> None:
+    from ketch.runtime.process_spec import parse_duration
+
+    with pytest.raises(Exception, match="invalid duration"):
+        parse_duration(bad)
