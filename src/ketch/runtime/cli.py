@@ -190,8 +190,8 @@ def _one_id(command: str, rest: list[str], extra: bool = False) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if "create" in args or "run" in args or "exec" in args:
-        # First thing, before the imports below: see cgroups/warmup.py (an id named "run" costs nothing).
-        from ketch.runtime.cgroups.warmup import warm_up
+        # First thing, before the imports below: see cgroup_warmup.py (an id named "run" costs nothing).
+        from ketch.runtime.cgroup_warmup import warm_up
 
         warm_up()
     logger: Logger | None = None

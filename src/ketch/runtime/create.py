@@ -20,7 +20,7 @@ import os
 
 from ketch.common import fastjson
 from ketch.common.errors import InvalidArgument, NotFound, SystemFailure
-from ketch.runtime import cgroups, namespaces, rootfs
+from ketch.runtime import namespaces, rootfs
 from ketch.runtime.channel import Channel
 from ketch.runtime.hooks import hook_list, run_hooks
 from ketch.runtime.process import (
@@ -172,9 +172,8 @@ def create(
     if not process.get("terminal") and opts.console_socket is not None:
         raise InvalidArgument("cannot use console socket if ketch-runtime will not detach or allocate tty")
     linux = config.get("linux", {})
-    manager = cgroups.open_manager(linux.get("cgroupsPath"), container_id, systemd=opts.systemd_cgroup)
     st = ContainerState.reserve(root, container_id)
-    st.cgroup = manager
+    setup: _Setup | None = None
     child_pids: list[int] = []
     console_fd = opts.console_fd
     channel: Channel | None = None
@@ -186,7 +185,6 @@ def create(
         st.data = {
             "ociVersion": config["ociVersion"], "id": container_id, "pid": 0, "bundle": bundle,
             "rootfs": rootfs_path, "created": now_rfc3339(), "config": config, "creating": True,
-            "cgroup_path": manager.path, "cgroup_paths": manager.paths(),
         }  # fmt: skip
         st.save()
         if opts.console_socket is not None:
@@ -199,7 +197,7 @@ def create(
         L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
         channel = Channel()
         compiled = preload(process, linux, config)
-        setup = _Setup(st, config, rootfs_path, manager, channel, console_fd, opts, compiled)
+        setup = _Setup(st, config, rootfs_path, channel, console_fd, opts, compiled)
         if setup.direct():
             pid = setup.fork_init_directly()
         else:
@@ -224,7 +222,8 @@ def create(
             except (ProcessLookupError, ChildProcessError):
                 pass
         try:
-            manager.destroy()
+            if st.cgroup is not None:
+                st.cgroup.destroy()
         finally:
             st.remove()
         raise
@@ -243,7 +242,6 @@ class _Setup:
         st: ContainerState,
         config: dict[str, Any],
         rootfs_path: str,
-        manager: Any,
         channel: Channel,
         console_fd: int,
         opts: Options,
@@ -253,7 +251,6 @@ class _Setup:
         self.st = st
         self.config = config
         self.rootfs = rootfs_path
-        self.manager = manager
         self.channel = channel
         self.console_fd = console_fd
         self.opts = opts
@@ -283,7 +280,8 @@ class _Setup:
                 state = self.st.oci_state("creating")
                 run_hooks("prestart", hook_list(self.config, "prestart"), state)
                 run_hooks("createRuntime", hook_list(self.config, "createRuntime"), state)
-                channel.send("hooks-done")
+                manager = self.st.cgroup
+                channel.send("hooks-done", cgroup_paths=manager.paths(), cgroup_path=manager.path)
             elif kind == "ready":
                 return init_pid
             elif kind == "error":
@@ -296,12 +294,19 @@ class _Setup:
     def _init_started(self, init_pid: int, setup_pid: int | None, child_pids: list[int]) -> None:
         self.channel.send("proceed", pid=init_pid)
         # The cgroup is made, limited and joined while the init builds its mounts (moving a task between
-        # v1 cgroups may also wait for an RCU grace period: see cgroups/warmup.py). The init waits for
+        # v1 cgroups may also wait for an RCU grace period: see cgroup_warmup.py). The init waits for
         # "hooks-done" before anything that needs the cgroup: its cgroup namespace, cgroup mounts, and of
-        # course the user process. Its paths are known already: open_manager computed them.
-        self.manager.create()
-        self.manager.set(cgroup_resources(self.config))
-        self.manager.apply(init_pid)
+        # course the user process; it learns the cgroup's paths with "hooks-done".
+        from ketch.runtime import cgroups
+
+        st = self.st
+        manager = cgroups.open_manager(self.linux.get("cgroupsPath"), st.id, systemd=self.opts.systemd_cgroup)
+        st.cgroup = manager
+        manager.create()
+        manager.set(cgroup_resources(self.config))
+        manager.apply(init_pid)
+        st.data["cgroup_path"] = manager.path
+        st.data["cgroup_paths"] = manager.paths()
         if setup_pid is not None:
             os.waitpid(setup_pid, 0)
             child_pids.remove(setup_pid)
@@ -404,7 +409,7 @@ class _Setup:
                 namespaces.loopback_up()
             rest = rootfs.prepare(config, self.rootfs, in_userns=in_userns)
             channel.send("hooks")
-            channel.expect("hooks-done")
+            cgroup = channel.expect("hooks-done")
             new_cgroupns = namespaces.wants_new(self.ns, "cgroup")
             if new_cgroupns:
                 L.unshare(L.CLONE_NEWCGROUP)
@@ -413,8 +418,8 @@ class _Setup:
                 self.rootfs,
                 rest,
                 in_userns=in_userns,
-                cgroup_paths=self.manager.paths(),
-                cgroup_path=self.manager.path,
+                cgroup_paths=cgroup["cgroup_paths"],
+                cgroup_path=cgroup["cgroup_path"],
                 new_cgroupns=new_cgroupns,
             )
             run_hooks("createContainer", hook_list(config, "createContainer"), self.st.oci_state("creating"))

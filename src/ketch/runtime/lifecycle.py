@@ -6,7 +6,6 @@ import os
 import time
 
 from ketch.common.errors import Conflict
-from ketch.runtime import cgroups
 from ketch.runtime.hooks import hook_list, run_hooks
 from ketch.runtime.state import ContainerState
 
@@ -22,6 +21,8 @@ SIGKILL = 9
 def manager_for(st: ContainerState) -> Any:
     """The container's cgroup manager, opened once per command (``run`` reuses the one create made)."""
     if st.cgroup is None:
+        from ketch.runtime import cgroups
+
         st.cgroup = cgroups.open_manager(st.data.get("cgroup_path"), st.id, paths=st.data.get("cgroup_paths"))
     return st.cgroup
 

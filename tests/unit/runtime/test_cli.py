@@ -216,7 +216,7 @@ def test_runtime_path_imports_stay_lean() -> None:
         [
             f"import sys; sys.path.insert(0, {src!r})",
             "import ketch.runtime.cli, ketch.runtime.commands, ketch.runtime.create, ketch.runtime.lifecycle",
-            "import ketch.runtime.exec, ketch.runtime.cgroups.warmup, ketch.runtime.cgroups",
+            "import ketch.runtime.exec, ketch.runtime.cgroup_warmup, ketch.runtime.cgroups",
             "banned = {'typing', 're', 'enum', 'json', 'dataclasses', 'subprocess', 'signal', 'socket',",
             "          'argparse', 'logging', 'inspect', 'threading'}",
             "print(sorted(banned & set(sys.modules)))",
