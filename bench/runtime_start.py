@@ -28,7 +28,11 @@ from tests.fakes import busybox  # noqa: E402
 
 def ketch_binary() -> str:
     candidate = Path(sys.executable).parent / "ketch-runtime"
-    return str(candidate) if candidate.exists() else shutil.which("ketch-runtime") or "ketch-runtime"
+    binary = str(candidate) if candidate.exists() else shutil.which("ketch-runtime") or "ketch-runtime"
+    with open(binary, "rb") as f:
+        if not f.readline().rstrip().endswith(b" -IS"):
+            print(f"warning: {binary} is pip's launcher, not the lean one: run `make venv` first", file=sys.stderr)
+    return binary
 
 
 def measure(cmd: list[str], cwd: str) -> tuple[float, int]:

@@ -4,15 +4,16 @@ Moving a task between cgroups takes the global ``cgroup_threadgroup_rwsem`` for 
 writer after a quiet period waits for an RCU grace period: 10-20 ms here, about half of a whole
 ``ketch-runtime run``. Writers that follow within a few tens of milliseconds pass straight through. So
 the runtime, as it starts, writes its own pid into its own cgroup from a thread (a move to where it
-already is, which changes nothing), while the main thread imports and reads the bundle; when it later
-moves the container's init, the lock is fast. Nothing depends on this: any failure is ignored.
+already is, which changes nothing) and keeps doing so every few milliseconds while the main thread imports
+and reads the bundle; when it moves the container's init, the lock is fast. Nothing depends on this: any
+failure is ignored, and the thread stops by itself after a quarter of a second.
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["warm_up"]
+__all__ = ["done", "warm_up"]
 
 
 def _own_procs_file(root: str = "/sys/fs/cgroup") -> str | None:
@@ -34,15 +35,27 @@ def _own_procs_file(root: str = "/sys/fs/cgroup") -> str | None:
     return f"{base}{unified.rstrip('/')}/cgroup.procs"
 
 
-def _write_own_pid(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+_KEEP_WARM = 0.004  # seconds between writes: well inside the ~15 ms the fast path lasts after a writer
+_LIMIT = 0.25  # stop on our own after this long, whatever happens to the caller
+_done = False
+
+
+def _keep_warm(path: str) -> None:
+    """Write our pid into our cgroup again and again until :func:`done` (or the time limit): each write
+    renews the window in which the next migration, the container's, takes the fast path."""
+    import time
+
+    deadline = time.monotonic() + _LIMIT
+    while not _done and time.monotonic() < deadline:
         try:
-            os.write(fd, str(os.getpid()).encode())
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            return
+        time.sleep(_KEEP_WARM)
 
 
 def warm_up() -> None:
@@ -51,4 +64,10 @@ def warm_up() -> None:
         return
     import _thread
 
-    _thread.start_new_thread(_write_own_pid, (path,))
+    _thread.start_new_thread(_keep_warm, (path,))
+
+
+def done() -> None:
+    """The container's cgroup has been joined: the thread may stop."""
+    global _done
+    _done = True

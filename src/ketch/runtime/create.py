@@ -20,7 +20,7 @@ import os
 
 from ketch.common import fastjson
 from ketch.common.errors import InvalidArgument, NotFound, SystemFailure
-from ketch.runtime import namespaces, rootfs
+from ketch.runtime import cgroup_warmup, namespaces, rootfs
 from ketch.runtime.channel import Channel
 from ketch.runtime.hooks import hook_list, run_hooks
 from ketch.runtime.process import (
@@ -305,6 +305,7 @@ class _Setup:
         manager.create()
         manager.set(cgroup_resources(self.config))
         manager.apply(init_pid)
+        cgroup_warmup.done()
         st.data["cgroup_path"] = manager.path
         st.data["cgroup_paths"] = manager.paths()
         if setup_pid is not None:
