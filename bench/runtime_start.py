@@ -31,7 +31,10 @@ def ketch_binary() -> str:
     binary = str(candidate) if candidate.exists() else shutil.which("ketch-runtime") or "ketch-runtime"
     with open(binary, "rb") as f:
         if not f.readline().rstrip().endswith(b" -IS"):
-            print(f"warning: {binary} is pip's launcher, not the lean one: run `make venv` first", file=sys.stderr)
+            print(
+                f"warning: {binary} is pip's launcher, not the lean one: run `make venv` first",
+                file=sys.stderr,
+            )
     return binary
 
 
