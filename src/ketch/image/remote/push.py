@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -93,19 +94,17 @@ def _upload_once(t: _Target, store: ContentStore, desc: Descriptor, meter: Meter
             "POST", uploads, scopes=t.scopes, operation="upload", reference=ref, pushing=True, ok=(202,)
         )
     location = _location(started)
+
+    def upload(method: str, url: str, ok: int, **kwargs: Any) -> httpx.Response:
+        return session.request(
+            method, url, scopes=t.scopes, operation="upload", reference=ref, pushing=True, ok=(ok,),
+            replayable=False, **kwargs,
+        )  # fmt: skip
+
     if desc.size <= t.chunk_size:
         data = store.read_bytes(desc.digest)
-        session.request(
-            "PUT",
-            _with_digest(location, desc.digest),
-            scopes=t.scopes,
-            operation="upload",
-            reference=ref,
-            pushing=True,
-            ok=(201,),
-            content=data,
-            replayable=False,
-            headers={"Content-Type": _OCTETS},
+        upload(
+            "PUT", _with_digest(location, desc.digest), 201, content=data, headers={"Content-Type": _OCTETS}
         )
         if meter is not None:
             meter.reset(0)
@@ -116,32 +115,16 @@ def _upload_once(t: _Target, store: ContentStore, desc: Descriptor, meter: Meter
         meter.reset(0)
     with store.open(desc.digest) as f:
         while chunk := f.read(t.chunk_size):
-            answer = session.request(
-                "PATCH",
-                location,
-                scopes=t.scopes,
-                operation="upload",
-                reference=ref,
-                pushing=True,
-                ok=(202,),
-                content=chunk,
-                replayable=False,
-                headers={"Content-Type": _OCTETS, "Content-Range": f"{offset}-{offset + len(chunk) - 1}"},
-            )
+            content_range = f"{offset}-{offset + len(chunk) - 1}"
+            answer = upload(
+                "PATCH", location, 202, content=chunk,
+                headers={"Content-Type": _OCTETS, "Content-Range": content_range},
+            )  # fmt: skip
             location = _location(answer)
             offset += len(chunk)
             if meter is not None:
                 meter.advance(len(chunk))
-    session.request(
-        "PUT",
-        _with_digest(location, desc.digest),
-        scopes=t.scopes,
-        operation="upload",
-        reference=ref,
-        pushing=True,
-        ok=(201,),
-        replayable=False,
-    )
+    upload("PUT", _with_digest(location, desc.digest), 201)
     return events.PUSHED
 
 
