@@ -399,3 +399,13 @@ def test_join_pid_namespace_of_another_container(rt: Runtime, unique_id: str) ->
     lines = proc.stdout.split("\n")
     assert lines[0].split()[0] == "1", proc.stdout  # the first container's init, seen as pid 1
     assert int(lines[1]) > 1
+
+
+def test_host_pid_and_network_namespaces(rt: Runtime, unique_id: str) -> None:
+    """Without pid and network entries the container shares the host's, as `docker run --pid host --net host`."""
+    namespaces = [{"type": t} for t in ("ipc", "uts", "mount")]
+    proc = run_sh(rt, unique_id, "echo $$; ls /sys/class/net", linux={"namespaces": namespaces})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.split()
+    assert int(out[0]) > 1  # a host pid
+    assert set(os.listdir("/sys/class/net")) <= set(out[1:])
