@@ -1,0 +1,5 @@
+import sys
+
+from ketch.shim.main import main
+
+sys.exit(main())
