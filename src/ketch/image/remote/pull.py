@@ -223,14 +223,16 @@ class _Puller:
     def run(self, platform: Platform | None, max_concurrency: int) -> PullResult:
         ref = self.ref
         target = ref.digest or ref.tag or "latest"
-        if self.progress is not None:
-            self.progress.message(f"Pulling from {ref.path}", id=target)
         try:
             head = head_manifest(self.session, ref, self.scopes, target)
         except (Unsupported, NotFound):
             # 405: the registry does not allow HEAD; 404: the GET's body says why, as dockerd reports it.
             head = None
         top = self.manifest_bytes(head, head.digest if head else target)
+        # Only now, as dockerd does: a missing image fails before any progress, so the API can still answer
+        # with a status code instead of an error inside the stream.
+        if self.progress is not None:
+            self.progress.message(f"Pulling from {ref.path}", id=target)
         doc = parse_any(top.data, top.descriptor.media_type)
         index_digest: str | None = None
         manifest_desc, manifest_data = top.descriptor, top.data

@@ -1,0 +1,1 @@
+"""ketchd, the composition root: reads the configuration, builds the services and serves the Engine API."""
