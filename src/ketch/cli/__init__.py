@@ -1,0 +1,1 @@
+"""The ketch command: docker-compatible flags and output."""

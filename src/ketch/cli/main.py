@@ -1,0 +1,181 @@
+"""``ketch``: the docker command line, spoken to ketchd (or dockerd) over the Engine API.
+
+Global flags come before the command, as in docker. Exit statuses follow docker's: 0 on success, 1 when the
+command fails (a daemon error prints ``Error response from daemon: <message>``), 125 for bad flags.
+Command modules (and the HTTP client) are imported only when their command runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from typing import Any, TextIO
+
+    from ketch.client.api import APIClient
+
+__all__ = ["Cli", "CommandError", "main"]
+
+DEFAULT_HOST = "unix:///run/ketch/ketch.sock"
+
+
+class CommandError(Exception):
+    """A failure the command has already worded; printed as is, with ``status`` as the exit code."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Cli:
+    """What every command gets: the streams, the resolved host, the config dir, a lazily made client."""
+
+    def __init__(
+        self,
+        host: str | None,
+        config_dir: str,
+        stdin: TextIO,
+        stdout: TextIO,
+        stderr: TextIO,
+        *,
+        autostart: bool = True,
+    ) -> None:
+        self.explicit_host = host
+        self.host = host or DEFAULT_HOST
+        self.config_dir = config_dir
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.autostart = autostart
+        self._client: APIClient | None = None
+
+    def client(self) -> APIClient:
+        if self._client is None:
+            from ketch.cli.autostart import ensure_daemon
+            from ketch.client.api import APIClient
+
+            client = APIClient(self.host)
+            if self.autostart:
+                ensure_daemon(client.conn, default=self.explicit_host is None)
+            self._client = client
+        return self._client
+
+    def config(self) -> dict[str, Any]:
+        """~/.docker/config.json (or --config's), {} when absent or unreadable."""
+        from ketch.common import fastjson
+
+        try:
+            with open(os.path.join(self.config_dir, "config.json"), encoding="utf-8") as fh:
+                value = fastjson.loads(fh.read())
+        except (OSError, ValueError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def out(self, text: str) -> None:
+        self.stdout.write(text)
+
+    def err(self, text: str) -> None:
+        self.stderr.write(text)
+
+
+class _Parser:
+    """argparse with docker's wording and status for flag errors (125)."""
+
+    @staticmethod
+    def make(prog: str, **kwargs: Any) -> argparse.ArgumentParser:
+        import argparse
+
+        class Parser(argparse.ArgumentParser):
+            def error(self, message: str) -> Any:
+                # docker: a bad flag exits 125; a wrong number of arguments is an ordinary failure (1).
+                if message.startswith("the following arguments are required"):
+                    raise CommandError(f'"{self.prog}" requires more arguments: {message.partition(": ")[2]}'
+                                       f"\nSee '{self.prog} --help'.", 1)  # fmt: skip
+                raise CommandError(f"{message}\nSee '{self.prog} --help'.", 125)
+
+        return Parser(prog=prog, **kwargs)
+
+
+def _build() -> tuple[argparse.ArgumentParser, dict[str, Callable[[Cli, argparse.Namespace], int]]]:
+    from ketch.cli.commands import images, registry, system
+
+    parser = _Parser.make("ketch", description="A self-sufficient runtime for containers", add_help=True)
+    parser.add_argument("-H", "--host", action="append", default=[], help="Daemon socket(s) to connect to")
+    parser.add_argument("--config", default=None, help="Location of client config files")
+    parser.add_argument("-D", "--debug", action="store_true", help="Enable debug mode")
+    parser.add_argument(
+        "-l", "--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"]
+    )
+    parser.add_argument("-v", "--version", action="store_true", help="Print version information and quit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
+    handlers: dict[str, Callable[[Cli, argparse.Namespace], int]] = {}
+    for module in (system, images, registry):
+        module.register(sub, handlers)
+    return parser, handlers
+
+
+def main(argv: list[str] | None = None, *, stdin: Any = None, stdout: Any = None, stderr: Any = None) -> int:
+    """Run one command; returns the exit status (the console script exits with it)."""
+    args_list = sys.argv[1:] if argv is None else argv
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        return _run(args_list, stdin or sys.stdin, out, err)
+    except CommandError as exc:
+        err.write(f"{exc}\n")
+        return exc.status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+def _run(argv: list[str], stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    parser, handlers = _build()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = " ".join(x for x in ("ketch", args.command, getattr(args, "image_command", None)) if x)
+        if extra[0].startswith("-"):
+            raise CommandError(f"unknown flag: {extra[0]}\nSee '{command} --help'.", 125)
+        raise CommandError(f"\"{command}\" got an unexpected argument: {extra[0]}\nSee '{command} --help'.")
+    if args.version:
+        import ketch
+
+        stdout.write(f"ketch version {ketch.__version__}\n")
+        return 0
+    if not args.command:
+        parser.print_help(stdout)
+        return 0
+    if len(args.host) > 1:
+        raise CommandError("Please specify only one -H")
+    host = args.host[0] if args.host else os.environ.get("KETCH_HOST") or None
+    # A DOCKER_HOST socket belongs to dockerd: talk to it, but never start ketchd there.
+    autostart = not os.environ.get("KETCH_NO_AUTOSTART") and (
+        host is not None or not os.environ.get("DOCKER_HOST")
+    )
+    host = host or os.environ.get("DOCKER_HOST") or None
+    config_dir = (
+        args.config or os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    )
+    cli = Cli(host, config_dir, stdin, stdout, stderr, autostart=bool(autostart))
+    handler = handlers[getattr(args, "handler", args.command)]
+    return _call(handler, cli, args)
+
+
+def _call(handler: Callable[[Cli, argparse.Namespace], int], cli: Cli, args: argparse.Namespace) -> int:
+    from ketch.common.errors import KetchError
+
+    try:
+        return handler(cli, args)
+    except KetchError as exc:
+        from ketch.client.http import FromDaemon
+
+        # The daemon's refusals carry docker's prefix; local failures (bad reference, no daemon) do not.
+        prefix = "Error response from daemon: " if isinstance(exc, FromDaemon) else ""
+        raise CommandError(f"{prefix}{exc}") from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Engine API client: talks to ketchd (or dockerd) over its socket only."""
