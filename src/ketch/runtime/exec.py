@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from ketch.common.errors import Conflict, SystemFailure
-from ketch.runtime import cgroups, namespaces
+from ketch.runtime import cgroup_warmup, cgroups, namespaces
 from ketch.runtime.channel import Channel
 from ketch.runtime.process import (
     close_inherited_fds,
@@ -61,6 +61,7 @@ def exec_process(
     pid = 0
     try:
         manager.apply(setup_pid)
+        cgroup_warmup.done()
         channel.send("go")
         message = channel.recv()
         if message["type"] == "init":
