@@ -43,8 +43,12 @@ _done = False
 def _keep_warm(path: str) -> None:
     """Write our pid into our cgroup again and again until :func:`done` (or the time limit): each write
     renews the window in which the next migration, the container's, takes the fast path."""
+    import _signal  # type: ignore[import-not-found]  # the C module: `signal` imports enum
     import time
 
+    # Signals sent to the runtime must reach the main thread, which forwards them to the container: a
+    # process-directed signal delivered to this thread would wait, unseen, until the main thread wakes.
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
     deadline = time.monotonic() + _LIMIT
     while not _done and time.monotonic() < deadline:
         try:

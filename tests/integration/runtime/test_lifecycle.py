@@ -42,21 +42,31 @@ def test_run_is_pid_one_and_forwards_signals(rt: Runtime, unique_id: str) -> Non
         stdout=subprocess.PIPE,
         text=True,
     ) as proc:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "1"
-        proc.send_signal(signal.SIGTERM)  # to the runtime, which forwards it to the container's init
-        assert proc.wait(timeout=10) == 42
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "1"
+            proc.send_signal(signal.SIGTERM)  # to the runtime, which forwards it to the container's init
+            assert proc.wait(timeout=10) == 42
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def test_run_exit_status_of_killed_container(rt: Runtime, unique_id: str) -> None:
     bundle = rt.bundle(["sleep", "30"])
     rt.ids.append(unique_id)
-    proc = subprocess.Popen([rt.binary, "--root", str(rt.root), "run", "--bundle", str(bundle), unique_id])
-    assert wait_for(
-        lambda: rt("state", unique_id).returncode == 0 and rt.state(unique_id)["status"] == "running"
-    )
-    rt("kill", unique_id, "9", check=True)
-    assert proc.wait(timeout=10) == 137
+    with subprocess.Popen(
+        [rt.binary, "--root", str(rt.root), "run", "--bundle", str(bundle), unique_id]
+    ) as proc:
+        try:
+            assert wait_for(
+                lambda: rt("state", unique_id).returncode == 0 and rt.state(unique_id)["status"] == "running"
+            )
+            rt("kill", unique_id, "9", check=True)
+            assert proc.wait(timeout=10) == 137
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def test_lifecycle_states(rt: Runtime, unique_id: str, tmp_path: Path) -> None:

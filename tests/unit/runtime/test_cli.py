@@ -241,3 +241,28 @@ def test_parse_duration_rejects(bad: str) -> None:
 
     with pytest.raises(Exception, match="invalid duration"):
         parse_duration(bad)
+
+
+def test_warm_up_thread_blocks_signals() -> None:
+    """Signals for a foreground `run` must reach the main thread (which forwards them), never the warm-up thread."""
+    src = str(REPO / "src")
+    code = "\n".join([
+        f"import os, sys, time; sys.path.insert(0, {src!r})",
+        "from ketch.runtime import cgroup_warmup",
+        "if cgroup_warmup._own_procs_file() is None: print('none'); sys.exit(0)",
+        "cgroup_warmup.warm_up(); time.sleep(0.05)",
+        "me = os.getpid()",
+        "for tid in os.listdir('/proc/self/task'):",
+        "    if int(tid) != me:",
+        "        status = open(f'/proc/self/task/{tid}/status').read()",
+        "        print([l.split()[1] for l in status.splitlines() if l.startswith('SigBlk')][0])",
+        "cgroup_warmup.done()",
+    ])  # fmt: skip
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
+    lines = out.stdout.split()
+    if lines == ["none"]:
+        pytest.skip("no cgroup to warm up here")
+    assert lines, "the warm-up thread was not running"
+    blocked = int(lines[0], 16)
+    for sig in (1, 2, 15, 10, 28):  # HUP, INT, TERM, USR1, WINCH
+        assert blocked & (1 << (sig - 1)), f"signal {sig} reaches the warm-up thread"
