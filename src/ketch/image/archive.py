@@ -55,10 +55,10 @@ from ketch.image.archive_read import (
     write_manifest,
 )
 from ketch.image.changes import apply_changes
+from ketch.image.compression import decompressed
 from ketch.image.flatten import layer_dirs, write_merged
 from ketch.image.install import Unpacked, unpack_layers
 from ketch.image.store import ImageRecord, StoreState, is_full_id
-from ketch.image.unpack import decompressed
 from ketch.spec import reference
 from ketch.spec.oci_image import (
     DOCKER_CONFIG,

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from ketch.common.errors import InvalidArgument, NotFound, Unsupported
+from ketch.image.compression import decompressed, detect_compression
 from ketch.image.content import ContentStore, Lease
-from ketch.image.unpack import decompressed, detect_compression
 from ketch.spec import reference
 from ketch.spec.oci_image import (
     DOCKER_CONFIG,

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 from ketch.common.digest import Hasher
 from ketch.common.errors import Conflict, InvalidArgument, NotFound
+from ketch.image.compression import decompressed
 from ketch.image.content import ContentStore
 from ketch.image.snapshots.base import Kind, Snapshotter
-from ketch.image.unpack import decompressed, unpack_layer
+from ketch.image.unpack import unpack_layer
 from ketch.spec.oci_image import chain_ids
 
 __all__ = ["Unpacked", "dir_size", "layer_diff_id", "unpack_layers"]

@@ -32,13 +32,8 @@ EXPORTS = {
     "ketch.image.snapshots.base": ["Info", "Kind", "Mount", "Snapshotter", "Usage"],
     "ketch.image.snapshots.overlay": ["MAX_LOWER_DIRS", "OverlaySnapshotter", "supported", "why_unsupported"],
     "ketch.image.snapshots.naive": ["NaiveSnapshotter", "copy_tree", "supported"],
-    "ketch.image.unpack": [
-        "AppliedLayer",
-        "apply_layer",
-        "decompressed",
-        "detect_compression",
-        "unpack_layer",
-    ],
+    "ketch.image.unpack": ["AppliedLayer", "apply_layer", "unpack_layer"],
+    "ketch.image.compression": ["HashingReader", "decompressed", "detect_compression"],
     "ketch.image.diff": ["LayerDiff", "diff_naive", "diff_overlay"],
 }
 

@@ -12,7 +12,8 @@ import pytest
 from tests.unit.image.layers import MTIME, ROOT, E, describe, gz, hardlink_groups, sha256, tar_bytes, zst
 
 from ketch.common.errors import InvalidArgument, Unsupported
-from ketch.image.unpack import apply_layer, decompressed, detect_compression
+from ketch.image.compression import decompressed, detect_compression
+from ketch.image.unpack import apply_layer
 
 BASIC = [
     E("etc", "dir"),
