@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ketch.common.errors import InvalidArgument
+from ketch.common.units import human_duration, human_size
 
 __all__ = [
     "MISSING",
@@ -594,53 +595,6 @@ def _write(lines: list[list[str]], start: int, end: int, widths: list[int], out:
 
 
 # ---- go-units and docker's string helpers --------------------------------------------------------------------
-
-_DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
-
-
-def human_size(size: float, precision: int = 3) -> str:
-    """go-units ``HumanSizeWithPrecision``: decimal units, ``precision`` significant digits (``4.26MB``)."""
-    value, unit = float(size), 0
-    while value >= 1000.0 and unit < len(_DECIMAL_UNITS) - 1:
-        value /= 1000.0
-        unit += 1
-    return f"{_go_g(value, precision)}{_DECIMAL_UNITS[unit]}"
-
-
-def _go_g(value: float, precision: int) -> str:
-    text = f"{value:.{precision}g}"
-    if "e" in text:  # Go writes at least two exponent digits, as Python does; keep its sign form
-        mantissa, _, exp = text.partition("e")
-        return f"{mantissa}e{exp[0]}{exp[1:].rjust(2, '0')}"
-    return text
-
-
-def human_duration(seconds_elapsed: float) -> str:
-    """go-units ``HumanDuration`` ("Less than a second", "About a minute", "2 hours", "3 weeks")."""
-    seconds = int(seconds_elapsed)
-    if seconds < 1:
-        return "Less than a second"
-    if seconds == 1:
-        return "1 second"
-    if seconds < 60:
-        return f"{seconds} seconds"
-    minutes = int(seconds_elapsed / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds_elapsed / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds_elapsed / 3600) // 24 // 365} years"
 
 
 def ellipsis(text: str, width: int) -> str:

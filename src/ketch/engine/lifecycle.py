@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ketch.common.errors import Conflict, KetchError, NotModified
+from ketch.common.units import human_duration
 from ketch.engine.model import ContainerState, Status, format_time
 
 __all__ = [
@@ -228,34 +229,6 @@ def render_state(state: ContainerState) -> dict[str, Any]:
     if state.health is not None:
         out["Health"] = state.health.to_api()
     return out
-
-
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration, as ``docker ps`` words how long ago something happened."""
-    whole = int(seconds)
-    if whole < 1:
-        return "Less than a second"
-    if whole == 1:
-        return "1 second"
-    if whole < 60:
-        return f"{whole} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)  # Go's Duration.Round(time.Hour)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def status_text(state: ContainerState, now: int | None = None) -> str:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ketch.common import units
 from ketch.spec.oci_image import canonical_json
 from ketch.spec.reference import Reference
 
@@ -71,7 +72,6 @@ PUSHING = "Pushing"
 PUSHED = "Pushed"
 LAYER_ALREADY_EXISTS = "Layer already exists"
 
-_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 _BAR_WIDTH = 50
 _UPDATE_BYTES = 512 * 1024  # moby's ProgressReader: report after this many bytes...
 _UPDATE_SECONDS = 0.1  # ...and at most this often, and always at the end
@@ -96,11 +96,7 @@ def short_id(digest: str) -> str:
 
 def human_size(size: float) -> str:
     """go-units ``HumanSize``: decimal units, 4 significant digits (``32.77kB``, ``1MB``)."""
-    unit = 0
-    while size >= 1000 and unit < len(_UNITS) - 1:
-        size /= 1000
-        unit += 1
-    return f"{size:.4g}{_UNITS[unit]}"
+    return units.human_size(size, 4)
 
 
 def progress_bar(current: int, total: int) -> str:
