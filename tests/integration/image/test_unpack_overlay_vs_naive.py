@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,9 @@ def test_diffs_of_both_drivers_replay_to_the_same_tree(tmp_path: Path) -> None:
     top_o = unpack_all(store, overlay, digests)
     top_n = unpack_all(store, naive, digests)
 
+    started = time.time_ns() // 10**9 * 10**9
+    stamp = started + 10**9
+
     def change(root: Path) -> None:
         (root / "etc" / "passwd").write_bytes(b"root:x:0:0\nuser:x:1000:1000\n")
         (root / "etc" / "shadow").unlink()
@@ -156,10 +160,12 @@ def test_diffs_of_both_drivers_replay_to_the_same_tree(tmp_path: Path) -> None:
         os.chown(root / "tmp" / "scratch", 1000, 1000)
         os.mknod(root / "dev" / "full", 0o666 | stat.S_IFCHR, os.makedev(1, 7))
         for dirpath, dirs, files in os.walk(root):
-            for name in dirs + files:  # whole seconds: a tar entry keeps no more
+            for name in dirs + files:
                 p = os.path.join(dirpath, name)
                 st = os.lstat(p)
-                s = st.st_mtime_ns // 10**9 * 10**9
+                # whole seconds: a tar entry keeps no more; what this change touched gets one fixed time, so
+                # the two copies match even when a second boundary falls between them
+                s = stamp if st.st_mtime_ns >= started else st.st_mtime_ns // 10**9 * 10**9
                 os.utime(p, ns=(s, s), follow_symlinks=False)
 
     with mounted(overlay.prepare("ctr-o", top_o), str(tmp_path / "mo")) as mnt:
