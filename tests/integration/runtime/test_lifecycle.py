@@ -35,7 +35,9 @@ def test_run_foreground_output_and_exit_code(rt: Runtime, unique_id: str) -> Non
 
 
 def test_run_is_pid_one_and_forwards_signals(rt: Runtime, unique_id: str) -> None:
-    bundle = rt.bundle(["sh", "-c", "echo $$; trap 'exit 42' TERM; while true; do sleep 0.05; done"])
+    # The trap comes before the echo: pid 1 ignores signals it has no handler for, so a TERM that arrived
+    # before the trap would be lost.
+    bundle = rt.bundle(["sh", "-c", "trap 'exit 42' TERM; echo $$; while true; do sleep 0.05; done"])
     rt.ids.append(unique_id)
     with subprocess.Popen(
         [rt.binary, "--root", str(rt.root), "run", "--bundle", str(bundle), unique_id],
@@ -101,10 +103,16 @@ def test_lifecycle_states(rt: Runtime, unique_id: str, tmp_path: Path) -> None:
 
 
 def test_kill_signal_forms(rt: Runtime, unique_id: str, tmp_path: Path) -> None:
-    bundle = rt.bundle(["sh", "-c", "trap 'echo got-usr1 > /tmp/sig' USR1; while true; do sleep 0.05; done"])
+    bundle = rt.bundle(
+        [
+            "sh",
+            "-c",
+            "trap 'echo got-usr1 > /tmp/sig' USR1; touch /tmp/ready; while true; do sleep 0.05; done",
+        ]
+    )
     rt.run(bundle, unique_id, "-d", check=True)
     rootfs = bundle / "rootfs"
-    time.sleep(0.2)
+    assert wait_for((rootfs / "tmp/ready").exists)  # the trap is in place
     for form in ("USR1", "SIGUSR1", "10"):
         (rootfs / "tmp/sig").unlink(missing_ok=True)
         rt("kill", unique_id, form, check=True)
