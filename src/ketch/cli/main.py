@@ -81,27 +81,116 @@ class Cli:
 
 
 class _Parser:
-    """argparse with docker's wording and status for flag errors (125)."""
+    """argparse with docker's wording and status for flag errors (125), and Go's flag conventions.
+
+    - Boolean flags also take a value: ``--rm=false``, ``-d=true``, ``--sig-proxy=false``.
+    - A parser with ``interspersed = False`` (``run``, ``create``, ``exec``) stops reading flags at its first
+      positional argument: the rest is the container's command, flags included.
+    - The options given are recorded in ``args.changed`` (docker's ``flags.Changed``).
+    - ``requires`` ("at least 1 argument") words a missing positional as docker does.
+    """
 
     @staticmethod
     def make(prog: str, **kwargs: Any) -> argparse.ArgumentParser:
         import argparse
 
         class Parser(argparse.ArgumentParser):
+            interspersed = True
+            requires = ""
+
             def error(self, message: str) -> Any:
                 # docker: a bad flag exits 125; a wrong number of arguments is an ordinary failure (1).
                 if message.startswith("the following arguments are required"):
+                    if self.requires:
+                        raise CommandError(f'"{self.prog}" requires {self.requires}.\nSee \'{self.prog} --help\'.')
                     raise CommandError(f'"{self.prog}" requires more arguments: {message.partition(": ")[2]}'
                                        f"\nSee '{self.prog} --help'.", 1)  # fmt: skip
                 raise CommandError(f"{message}\nSee '{self.prog} --help'.", 125)
 
+            def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+                tokens, overrides, changed = _go_flags(self, list(sys.argv[1:] if args is None else args))
+                parsed, extra = super().parse_known_args(tokens, namespace)
+                for dest, value in overrides.items():
+                    setattr(parsed, dest, value)
+                parsed.changed = frozenset(changed) | frozenset(getattr(parsed, "changed", ()) or ())
+                return parsed, extra
+
+        kwargs.setdefault("allow_abbrev", False)
         return Parser(prog=prog, **kwargs)
 
 
+def _flag_name(action: Any) -> str:
+    shorts = [name for name in action.option_strings if not name.startswith("--")]
+    longs = [name for name in action.option_strings if name.startswith("--")]
+    return ", ".join(shorts[:1] + longs[:1])
+
+
+def _go_flags(parser: Any, args: list[str]) -> tuple[list[str], dict[str, bool], set[str]]:
+    """Rewrite Go-style ``--flag=bool`` into what argparse takes, and note which flags were given."""
+    actions = parser._option_string_actions
+    out: list[str] = []
+    overrides: dict[str, bool] = {}
+    changed: set[str] = set()
+
+    def boolean(action: Any, value: str) -> bool:
+        if value in ("1", "t", "T", "TRUE", "true", "True"):
+            return True
+        if value in ("0", "f", "F", "FALSE", "false", "False"):
+            return False
+        raise CommandError(f'invalid argument "{value}" for "{_flag_name(action)}" flag: strconv.ParseBool: '
+                           f'parsing "{value}": invalid syntax\nSee \'{parser.prog} --help\'.', 125)  # fmt: skip
+
+    index = 0
+    while index < len(args):
+        token = args[index]
+        index += 1
+        if token == "--":
+            out += args[index - 1 :]
+            break
+        if not token.startswith("-") or token == "-" or token[1:2].isdigit():
+            out.append(token)
+            if not parser.interspersed:
+                out += args[index:]
+                break
+            continue
+        name, eq, value = token.partition("=")
+        if not token.startswith("--") and len(name) != 2:
+            name, eq = token[:2], ""  # a cluster (-it) or a value attached to a short flag (-p80:80)
+        action = actions.get(name)
+        if action is None:
+            out.append(token)
+            continue
+        changed.add(action.dest)
+        if action.nargs == 0 and eq and action.const is True:
+            overrides[action.dest] = boolean(action, value)
+            if overrides[action.dest]:
+                out.append(name)
+            continue
+        out.append(token)
+        if token.startswith("--") or len(token) == 2:
+            if action.nargs != 0 and not eq and index < len(args):
+                out.append(args[index])
+                index += 1
+            continue
+        # a short cluster: flags without values, until one that takes the rest or the next argument
+        for position in range(1, len(token)):
+            action = actions.get("-" + token[position])
+            if action is None:
+                break
+            changed.add(action.dest)
+            if action.nargs != 0:
+                if position == len(token) - 1 and index < len(args):
+                    out.append(args[index])
+                    index += 1
+                break
+    return out, overrides, changed
+
+
 def _build() -> tuple[argparse.ArgumentParser, dict[str, Callable[[Cli, argparse.Namespace], int]]]:
-    from ketch.cli.commands import images, registry, system
+    from ketch.cli.commands import containers, events, exec, images, info, logs, ps, registry, run, stats, system
 
     parser = _Parser.make("ketch", description="A self-sufficient runtime for containers", add_help=True)
+    parser.interspersed = False  # type: ignore[attr-defined]
     parser.add_argument("-H", "--host", action="append", default=[], help="Daemon socket(s) to connect to")
     parser.add_argument("--config", default=None, help="Location of client config files")
     parser.add_argument("-D", "--debug", action="store_true", help="Enable debug mode")
@@ -111,7 +200,7 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, Callable[[Cli, argparse
     parser.add_argument("-v", "--version", action="store_true", help="Print version information and quit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
     handlers: dict[str, Callable[[Cli, argparse.Namespace], int]] = {}
-    for module in (system, images, registry):
+    for module in (system, images, registry, run, exec, ps, logs, containers, stats, events, info):
         module.register(sub, handlers)
     return parser, handlers
 
@@ -124,7 +213,8 @@ def main(argv: list[str] | None = None, *, stdin: Any = None, stdout: Any = None
     try:
         return _run(args_list, stdin or sys.stdin, out, err)
     except CommandError as exc:
-        err.write(f"{exc}\n")
+        if str(exc):  # an empty message: the command already said what went wrong
+            err.write(f"{exc}\n")
         return exc.status
     except KeyboardInterrupt:
         return 130
@@ -136,7 +226,7 @@ def _run(argv: list[str], stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     parser, handlers = _build()
     args, extra = parser.parse_known_args(argv)
     if extra:
-        command = " ".join(x for x in ("ketch", args.command, getattr(args, "image_command", None)) if x)
+        command = " ".join(x for x in ("ketch", args.command, getattr(args, "group_command", None)) if x)
         if extra[0].startswith("-"):
             raise CommandError(f"unknown flag: {extra[0]}\nSee '{command} --help'.", 125)
         raise CommandError(f"\"{command}\" got an unexpected argument: {extra[0]}\nSee '{command} --help'.")

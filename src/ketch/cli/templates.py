@@ -478,8 +478,31 @@ class Template:
                     head, head.source, f"wrong number of args for {head.value}: got {len(args)}"
                 ) from None
         if len(command) > 1 or extra:
-            raise self._fail(head, head.source, f"can't give argument to non-function {head.source}")
+            method = self._method(head, dot, root) if head.kind == "field" else None
+            if method is None:
+                raise self._fail(head, head.source, f"can't give argument to non-function {head.source}")
+            args = [self._operand(arg, dot, root) for arg in command[1:]] + extra
+            try:
+                return method(*args)
+            except TypeError:
+                name = head.source.rsplit(".", 1)[-1]
+                raise self._fail(head, head.source, f"wrong number of args for {name}: got {len(args)}") from None
         return self._operand(head, dot, root)
+
+    def _method(self, operand: _Operand, dot: Any, root: Any) -> Callable[..., Any] | None:
+        """``{{.Label "x"}}``: a method of a formatter object called with arguments, as Go allows."""
+        path: str = operand.value
+        value = root if path.startswith("$") else dot
+        names = [n for n in path.lstrip("$").split(".") if n]
+        if not names:
+            return None
+        for name in names[:-1]:
+            try:
+                value = _field(value, name)
+            except _ExecError:
+                return None
+        attr = getattr(value, names[-1], None) if hasattr(value, "go_type") else None
+        return attr if callable(attr) and not names[-1].startswith("_") else None
 
     def _operand(self, operand: _Operand, dot: Any, root: Any) -> Any:
         if operand.kind == "literal":

@@ -1,4 +1,5 @@
-"""Typed calls for the Engine API endpoints the CLI uses (system and images)."""
+"""Typed calls for the Engine API endpoints the CLI uses: system and images here, containers, exec and the
+rest of system in :mod:`ketch.client.containers`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import base64
 from collections.abc import Iterator
 from typing import IO, Any
 
+from ketch.client.containers import ContainerCalls
 from ketch.client.http import DEFAULT_HOST, Connection, Response, quote_path
 from ketch.common import fastjson
 from ketch.spec.engine_api import Filters
@@ -18,7 +20,7 @@ def encode_auth(auth: dict[str, str] | None) -> str:
     return base64.urlsafe_b64encode(fastjson.dumps(auth or {}).encode()).decode()
 
 
-class APIClient:
+class APIClient(ContainerCalls):
     def __init__(
         self, host: str = DEFAULT_HOST, *, version: str | None = None, timeout: float | None = None
     ) -> None:
@@ -71,10 +73,6 @@ class APIClient:
 
     def inspect_image(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self.conn.request("GET", f"/images/{quote_path(name)}/json").json()
-        return result
-
-    def inspect_container(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.conn.request("GET", f"/containers/{quote_path(name)}/json").json()
         return result
 
     def history(self, name: str) -> list[dict[str, Any]]:

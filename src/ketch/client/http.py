@@ -9,11 +9,15 @@ from __future__ import annotations
 import http.client
 import socket
 from collections.abc import Iterator, Mapping
-from typing import IO, Any
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any, Union
 from urllib.parse import quote, urlencode
 
 from ketch.common import errors, fastjson
 from ketch.spec.engine_api import API_VERSION, negotiate
+
+if TYPE_CHECKING:
+    from ketch.client.hijack import Hijacked
 
 __all__ = [
     "DEFAULT_HOST",
@@ -21,12 +25,18 @@ __all__ = [
     "DaemonError",
     "DaemonUnreachable",
     "FromDaemon",
+    "Keep",
+    "ObjectNotFound",
+    "Pending",
     "Response",
+    "encode_query",
     "parse_host",
 ]
 
 DEFAULT_HOST = "unix:///run/ketch/ketch.sock"
 USER_AGENT = "ketch-client/0.1"
+QueryValue = Union[str, int, bool, None, "Keep", list[Union[str, "Keep"]]]
+Query = Mapping[str, QueryValue]
 
 
 class FromDaemon(errors.KetchError):
@@ -83,6 +93,15 @@ _BY_STATUS: dict[int, type[FromDaemon]] = {
     501: DaemonUnsupported,
     503: DaemonUnavailable,
 }
+
+
+class ObjectNotFound(errors.NotFound):
+    """A 404 the docker client words itself: ``Error: No such container: x`` (no daemon prefix)."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"Error: No such {kind}: {name}")
+        self.kind = kind
+        self.name = name
 
 
 class DaemonUnreachable(errors.Unavailable):
@@ -230,29 +249,49 @@ class Connection:
         body: bytes | IO[bytes] | None,
         headers: Mapping[str, str],
     ) -> Response:
+        return self._receive(self._begin(method, path, body, headers))
+
+    def _begin(
+        self,
+        method: str,
+        path: str,
+        body: bytes | IO[bytes] | None,
+        headers: Mapping[str, str],
+    ) -> http.client.HTTPConnection:
+        """Connect and send the request; the answer is read by :meth:`_receive`."""
         conn = self._connect()
         all_headers = {"User-Agent": USER_AGENT, **headers}
         if self.kind == "unix":
             all_headers.setdefault("Host", "docker")
         chunked = body is not None and not isinstance(body, bytes) and "Content-Length" not in all_headers
-        try:
+        with self._errors(conn):
             conn.request(method, path, body=body, headers=all_headers, encode_chunked=chunked)
+        return conn
+
+    def _receive(self, conn: http.client.HTTPConnection) -> Response:
+        with self._errors(conn):
             raw = conn.getresponse()
+        return Response(conn, raw)
+
+    @contextmanager
+    def _errors(self, conn: http.client.HTTPConnection | socket.socket | None) -> Iterator[None]:
+        """Map connection failures to ketch errors, closing ``conn``."""
+        try:
+            yield
         except (FileNotFoundError, ConnectionRefusedError) as exc:
-            conn.close()
+            _close(conn)
             raise DaemonUnreachable(self.host, exc) from None
         except PermissionError:
-            conn.close()
+            _close(conn)
             raise errors.Forbidden(
                 f"Got permission denied while trying to connect to the ketch daemon socket at {self.host}"
             ) from None
         except OSError as exc:
-            conn.close()
+            _close(conn)
             raise errors.Unavailable(f"error during connect to {self.host}: {exc}") from None
         except http.client.HTTPException as exc:
-            conn.close()
+            _close(conn)
             raise errors.Unavailable(f"bad answer from {self.host}: {exc!r}") from None
-        return Response(conn, raw)
 
     def ping(self) -> Response:
         """HEAD /_ping, falling back to GET when HEAD fails, as the docker CLI does; the body is read."""
@@ -276,38 +315,141 @@ class Connection:
         assert self._version is not None
         return self._version
 
+    def _target(self, path: str, query: Query | None) -> str:
+        target = f"/v{self.version}{path}"
+        params = encode_query(query or {})
+        return f"{target}?{params}" if params else target
+
     def request(
         self,
         method: str,
         path: str,
         *,
-        query: Mapping[str, str | int | bool | None] | None = None,
+        query: Query | None = None,
         body: bytes | IO[bytes] | None = None,
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> Response:
         """Send a versioned request; a 4xx/5xx answer is raised as a ketch error."""
+        return self.begin(method, path, query=query, body=body, json_body=json_body, headers=headers).result()
+
+    def begin(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Query | None = None,
+        body: bytes | IO[bytes] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Pending:
+        """Send a request now and read its answer later (``wait`` is sent before ``start``, as docker does)."""
         all_headers = dict(headers or {})
         if json_body is not None:
             body = fastjson.dumps(json_body).encode()
             all_headers["Content-Type"] = "application/json"
-        target = f"/v{self.version}{path}"
-        params = _encode_query(query or {})
-        if params:
-            target += "?" + params
-        response = self._send(method, target, body, all_headers)
+        return Pending(self, self._begin(method, self._target(path, query), body, all_headers))
+
+    def hijack(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Query | None = None,
+        json_body: Any = None,
+    ) -> Hijacked:
+        """Send a request that asks to leave HTTP (attach, exec start) and return the raw stream.
+
+        The daemon answers ``101 UPGRADED`` (or ``200 OK``) and from then on the socket carries the
+        container's streams; an error status is raised as a ketch error as for any request.
+        """
+        from ketch.client.hijack import Hijacked, read_head
+
+        body = b"" if json_body is None else fastjson.dumps(json_body).encode()
+        content_type = "text/plain" if json_body is None else "application/json"
+        host = "docker" if self.kind == "unix" else self.address
+        head = (
+            f"{method} {self._target(path, query)} HTTP/1.1\r\n"
+            f"Host: {host}\r\nUser-Agent: {USER_AGENT}\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: Upgrade\r\nContent-Type: {content_type}\r\nUpgrade: tcp\r\n\r\n"
+        )
+        sock = self._socket()
+        with self._errors(sock):
+            if self.kind == "unix":
+                sock.connect(self.address)
+            else:
+                hostname, _, port = self.address.rpartition(":")
+                sock.connect((hostname, int(port)))
+            sock.sendall(head.encode("latin-1") + body)
+            status, headers, rest = read_head(sock)
+        if status in (101, 200):
+            return Hijacked(sock, rest, headers)
+        try:
+            with self._errors(sock):
+                from ketch.client.hijack import read_body
+
+                error_body = read_body(sock, headers, rest)
+        finally:
+            sock.close()
+        raise error_from(status, error_body)
+
+    def _socket(self) -> socket.socket:
+        family = socket.AF_UNIX if self.kind == "unix" else socket.AF_INET
+        if self.kind == "tcp" and self.address.startswith("["):
+            family = socket.AF_INET6
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        if self.timeout is not None:
+            sock.settimeout(self.timeout)
+        return sock
+
+
+class Pending:
+    """A request already sent whose answer is read when needed."""
+
+    def __init__(self, owner: Connection, conn: http.client.HTTPConnection) -> None:
+        self._owner = owner
+        self._conn = conn
+
+    def result(self) -> Response:
+        """The answer (blocking until its headers arrive); a 4xx/5xx answer is raised as a ketch error."""
+        response = self._owner._receive(self._conn)
         if response.status >= 400:
             raise error_from(response.status, response.read())
         return response
 
+    def close(self) -> None:
+        """Abandon the request: the daemon sees the connection close."""
+        self._conn.close()
 
-def _encode_query(query: Mapping[str, str | int | bool | None]) -> str:
+
+def _close(conn: http.client.HTTPConnection | socket.socket | None) -> None:
+    if conn is not None:
+        conn.close()
+
+
+def encode_query(query: Query) -> str:
+    """Go's ``url.Values.Encode``: keys sorted, a list value repeats its key. ``None`` and ``False`` are left
+    out, and so is ``""`` unless wrapped in :class:`Keep` (docker sends ``repo=&tag=`` for commit and import)."""
     pairs: list[tuple[str, str]] = []
-    for key, value in query.items():
-        if value is None or value is False or value == "":
-            continue
-        pairs.append((key, "1" if value is True else str(value)))
+    for key in sorted(query):
+        value = query[key]
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, Keep):
+                pairs.append((key, item.value))
+            elif item is None or item is False or item == "":
+                continue
+            else:
+                pairs.append((key, "1" if item is True else str(item)))
     return urlencode(pairs)
+
+
+class Keep:
+    """A query value sent even when empty."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
 
 
 def quote_path(name: str) -> str:

@@ -51,3 +51,20 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
     return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+_RAM_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_size(text: str) -> int:
+    """go-units RAMInBytes: ``10m``, ``1.5g``, ``512k``, ``100`` (binary multiples; ``kb``/``kib`` alike)."""
+    raw = text.strip().lower()
+    number = raw.rstrip("bikmgtp")
+    suffix = raw[len(number):].removesuffix("b").removesuffix("i") if raw[len(number):] not in ("b",) else ""
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"invalid size: '{text}'") from None
+    if suffix not in _RAM_UNITS or value < 0:
+        raise ValueError(f"invalid size: '{text}'")
+    return int(value * _RAM_UNITS[suffix])

@@ -34,7 +34,9 @@ DEFAULT_EXEC_ROOT = "/run/ketch"
 LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING", "error": "ERROR",
               "fatal": "CRITICAL"}  # fmt: skip
 
-_STRINGS = ("data-root", "exec-root", "pidfile", "log-level", "tlscacert", "tlscert", "tlskey")
+_STRINGS = ("data-root", "exec-root", "pidfile", "log-level", "tlscacert", "tlscert", "tlskey", "default-runtime",
+            "log-driver", "init-path")
+_OBJECTS = ("runtimes",)
 _LISTS = ("hosts", "insecure-registries")
 _BOOLS = ("tls", "tlsverify")
 
@@ -49,6 +51,10 @@ class DaemonConfig:
     insecure_registries: tuple[str, ...] = ()
     tls: TLSFiles | None = None
     config_file: str | None = None
+    runtimes: tuple[tuple[str, str], ...] = (("ketch-runtime", "ketch-runtime"), ("runc", "runc"), ("crun", "crun"))
+    default_runtime: str = "ketch-runtime"
+    log_driver: str = "json-file"
+    init_path: str = ""
 
     @property
     def logging_level(self) -> str:
@@ -77,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--insecure-registry", action="append", dest="insecure_registries", help="registry to reach over HTTP"
     )
+    parser.add_argument("--add-runtime", action="append", dest="add_runtime", help="NAME=PATH of an OCI runtime")
+    parser.add_argument("--default-runtime", help="the OCI runtime containers use (default ketch-runtime)")
+    parser.add_argument("--log-driver", help="default log driver: json-file or none")
+    parser.add_argument("--init-path", help="the docker-init (tini) binary for --init")
     parser.add_argument("--tlscacert", help="CA that signs the client certificates to accept")
     parser.add_argument("--tlscert", help="the server's certificate")
     parser.add_argument("--tlskey", help="the server's private key")
@@ -113,11 +123,14 @@ def read_config_file(path: str, *, required: bool) -> dict[str, Any]:
             ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         elif key in _BOOLS:
             ok = isinstance(value, bool)
+        elif key in _OBJECTS:
+            ok = isinstance(value, dict)
         else:
             raise InvalidArgument(f"config file {path}: unknown key {key!r}")
         if not ok:
             kind = (
-                "a string" if key in _STRINGS else "a list of strings" if key in _LISTS else "true or false"
+                "a string" if key in _STRINGS else "a list of strings" if key in _LISTS else
+                "an object" if key in _OBJECTS else "true or false"
             )
             raise InvalidArgument(f"config file {path}: {key!r} must be {kind}, not {value!r}")
     return obj
@@ -157,7 +170,47 @@ def load_config(argv: Sequence[str] | None = None) -> DaemonConfig:
             "a tcp:// host needs TLS with client certificates: give tlscacert, tlscert and tlskey"
         )
     registries = tuple(pick(args.insecure_registries, "insecure-registries", []))
+    runtimes = dict(DaemonConfig().runtimes)
+    for name, spec in (file.get("runtimes") or {}).items():
+        runtimes[name] = spec.get("path", name) if isinstance(spec, dict) else str(spec)
+    for entry in args.add_runtime or []:
+        name, sep, path = entry.partition("=")
+        if not sep or not name or not path:
+            raise InvalidArgument(f"--add-runtime wants NAME=PATH, not {entry!r}")
+        runtimes[name] = path
+    default_runtime = str(pick(args.default_runtime, "default-runtime", "ketch-runtime"))
+    if default_runtime not in runtimes:
+        raise InvalidArgument(f"default-runtime {default_runtime!r} is not a configured runtime")
+    log_driver = str(pick(args.log_driver, "log-driver", "json-file"))
+    if log_driver not in ("json-file", "none"):
+        raise InvalidArgument(f"log-driver {log_driver!r} is not one of json-file, none")
+    init_path = str(pick(args.init_path, "init-path", "") or _find_init())
+    runtimes = {name: _find_runtime(path) for name, path in runtimes.items()}
     return DaemonConfig(
+        runtimes=tuple(runtimes.items()), default_runtime=default_runtime, log_driver=log_driver,
+        init_path=init_path,
         data_root=data_root, exec_root=exec_root, hosts=hosts, pidfile=pidfile, log_level=log_level,
         insecure_registries=registries, tls=tls, config_file=path if file or args.config_file else None,
     )  # fmt: skip
+
+
+def _find_init() -> str:
+    """docker-init (Debian's docker.io ships tini under that name), else a tini on the host."""
+    import shutil
+
+    for name in ("docker-init", "tini-static", "tini"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return ""
+
+
+def _find_runtime(path: str) -> str:
+    """A bare name is looked up on PATH, then beside this interpreter (a venv's bin holds ketch-runtime)."""
+    import shutil
+    import sys
+
+    if os.sep in path:
+        return path
+    beside = os.path.join(os.path.dirname(sys.executable), path)
+    return shutil.which(path) or (beside if os.access(beside, os.X_OK) else path)

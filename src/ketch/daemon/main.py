@@ -15,17 +15,23 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from ketch.api.routes import build_router
+from ketch.api.routes import EngineRoutes, build_router
 from ketch.api.server import ApiServer
 from ketch.common.atomic import atomic_write
 from ketch.common.errors import Conflict, InvalidArgument, KetchError, SystemFailure
 from ketch.daemon.config import DaemonConfig, load_config
+from ketch.engine.containers import ContainerService
+from ketch.engine.execs import ExecService
+from ketch.engine.layout import EngineSettings
 from ketch.image.archive import Loaded
 from ketch.image.remote import AuthConfig, Credentials, RegistryClient
 from ketch.image.remote.progress import Progress
 from ketch.image.service import ImageService, Registry
+from ketch.shim.monitor import MonitorConfig
+from ketch.shim.spawn import Spawned
 from ketch.spec import reference
 
 __all__ = ["DaemonImages", "claim_pidfile", "main", "release_pidfile", "serve"]
@@ -110,8 +116,38 @@ class DaemonImages:
         with RegistryClient(insecure_registries=self.insecure_registries) as client:
             client.login(server, username, password)
 
+    def import_tarball(
+        self, stream: BinaryIO, ref: str | None, changes: Sequence[str], message: str, platform: str | None
+    ) -> str:
+        return self.service.import_tarball(stream, ref, changes, message, platform=platform)
+
     def close(self) -> None:
         self.service.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    containers: ContainerService
+    execs: ExecService
+
+
+def start_engine(
+    config: DaemonConfig, images: DaemonImages, spawner: Callable[[MonitorConfig], Spawned]
+) -> Engine:
+    """Open ketch.db, build the container and exec services, and reconcile with the monitors."""
+    from ketch.engine.db import Database
+    from ketch.engine.events import EventBus
+    from ketch.engine.reconcile import reconcile
+
+    settings = EngineSettings(
+        data_root=config.data_root, exec_root=config.exec_root, runtimes=dict(config.runtimes),
+        default_runtime=config.default_runtime, init_path=config.init_path, log_driver=config.log_driver,
+    )  # fmt: skip
+    db = Database.open(os.path.join(config.data_root, "ketch.db"))
+    containers = ContainerService(settings, db, images.service, EventBus(), spawner)
+    counts = reconcile(containers)
+    log.info("containers: %s", ", ".join(f"{n} {what}" for what, n in counts.items()))
+    return Engine(containers, ExecService(containers))
 
 
 def _alive(pid: int) -> bool:
@@ -176,6 +212,11 @@ async def serve(
     claim_pidfile(config.pidfile)
     images: DaemonImages | None = None
     server: ApiServer | None = None
+    closers: list[Callable[[], None]] = []
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Blocking verbs (stop waits its grace period) run in threads: more of them than the default few.
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="api"))
     try:
         _make_dirs(config)
         anonymous = RegistryClient(insecure_registries=config.insecure_registries)
@@ -184,7 +225,20 @@ async def serve(
         )
         system = HostSystem()
         await asyncio.to_thread(system.version)  # gathered once before serving: it runs git
-        server = ApiServer(build_router(system=system, images=images))
+        from ketch.shim.forkserver import start_forkserver
+
+        # Started from the main thread before any worker exists: it dies with ketchd (PR_SET_PDEATHSIG
+        # follows the starting thread), the monitors it forks do not.
+        forkserver = start_forkserver(os.path.join(config.exec_root, "forkserver.sock"))
+        closers.append(forkserver.stop)
+        engine = await asyncio.to_thread(start_engine, config, images, forkserver.client().spawn)
+        closers.append(engine.containers.close)
+        closers.append(engine.containers.db.close)
+        server = ApiServer(build_router(system=system, images=images, engine=EngineRoutes(
+            containers=engine.containers, execs=engine.execs, version=system.version().version,
+            insecure=list(config.insecure_registries), debug=config.log_level == "debug",
+            image_list=lambda: images.images({}, False, False) if images else [],
+        )))  # fmt: skip
         for host in config.hosts:
             log.info("API listening on %s", await server.listen(host, tls=config.tls))
         log.info("ketchd started (data-root %s, exec-root %s)", config.data_root, config.exec_root)
@@ -195,6 +249,8 @@ async def serve(
     finally:
         if server is not None:
             await server.close()
+        for close in reversed(closers):
+            close()
         if images is not None:
             images.close()
             anonymous.close()

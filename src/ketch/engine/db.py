@@ -221,7 +221,7 @@ class Database:
         where = os.fspath(path)
         try:
             os.close(os.open(where, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
-            conn = sqlite3.connect(where, isolation_level=None, timeout=5.0)
+            conn = sqlite3.connect(where, isolation_level=None, timeout=5.0, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise _failure(where, exc) from exc
         db = cls(conn, where)

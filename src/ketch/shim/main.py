@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-max-file", type=int, default=1)
     parser.add_argument("--stdin", action="store_true", help="keep the container's stdin open for attach")
     parser.add_argument("--cleanup", action="store_true", help="delete the container once it exits")
+    parser.add_argument("--tty", action="store_true", help="the bundle's process.terminal is true")
+    parser.add_argument("--stdin-once", action="store_true", help="the first attach's end of stdin closes it")
+    parser.add_argument("--deferred-start", action="store_true", help="create only; start on the start op")
     parser.add_argument("id")
     args = parser.parse_args(argv)
     config = MonitorConfig(
@@ -39,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         log_max_file=args.log_max_file,
         open_stdin=args.stdin,
         cleanup=args.cleanup,
+        tty=args.tty,
+        stdin_once=args.stdin_once,
+        deferred_start=args.deferred_start,
     )
     try:
         spawned = spawn_monitor(config)

@@ -13,7 +13,6 @@ from typing import NamedTuple
 
 # Imported here, in the parent, so each forked monitor shares these pages instead of importing its own copy.
 import ketch.sys.linux  # noqa: F401
-from ketch.common.errors import SystemFailure
 from ketch.shim.monitor import MonitorConfig, run_container
 
 __all__ = ["Spawned", "spawn_monitor"]
@@ -46,7 +45,7 @@ def _child(config: MonitorConfig, ready_w: int) -> None:
         code = run_container(config, ready_w)
     except BaseException as exc:  # a forked child must never unwind into its parent's code
         try:
-            os.write(ready_w, f"error {exc}\n".encode())
+            os.write(ready_w, f"error SystemFailure {exc}\n".encode())
         except OSError:
             pass
     finally:
@@ -81,9 +80,12 @@ def read_ready(ready_r: int, config: MonitorConfig) -> Spawned:
     os.close(ready_r)
     line = b"".join(chunks).decode(errors="replace").strip()
     if not line.startswith("ok "):
-        raise SystemFailure(
-            f"monitor for {config.container_id} failed: {line.removeprefix('error ') or 'no answer'}"
-        )
+        from ketch.shim.client import error_of_kind
+
+        kind, message = "SystemFailure", line or "no answer"
+        if line.startswith("error "):
+            kind, _, message = line.removeprefix("error ").partition(" ")
+        raise error_of_kind(kind, f"monitor for {config.container_id} failed: {message}")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(config.socket_path)
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))

@@ -3,107 +3,37 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.fakes import busybox
 
 from ketch.shim import logfile
 from ketch.shim.client import ShimClient
-from ketch.shim.monitor import MonitorConfig
 from ketch.shim.spawn import spawn_monitor
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from conftest import Setup
 
 pytestmark = pytest.mark.root
 
 SCRIPT = "echo out; echo err >&2; sleep 1; exit 3"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _wait_gone(pid: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while _alive(pid):
-        assert time.monotonic() < deadline, f"process {pid} still running"
-        time.sleep(0.02)
-
-
-@pytest.fixture(params=["ketch-runtime", "runc"])
-def runtime(request: pytest.FixtureRequest, runtime_bin: str) -> str:
-    if request.param == "runc":
-        found = shutil.which("runc")
-        if not found:
-            pytest.skip("runc is not installed")
-        return found
-    return runtime_bin
-
-
-class Setup:
-    def __init__(self, runtime: str, rootfs: Path, container_id: str) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="ks-"))  # short: shim.sock must fit sun_path
-        self.runtime = runtime
-        self.rootfs = rootfs
-        self.id = container_id
-        self.pids: list[int] = []
-
-    def config(self, args: list[str], **overrides: object) -> MonitorConfig:
-        bundle = self.dir / "b"
-        busybox.make_bundle(str(bundle), args, rootfs_from=str(self.rootfs))
-        fields: dict[str, object] = dict(
-            container_id=self.id,
-            bundle=str(bundle),
-            state_dir=str(self.dir / "s"),
-            runtime=self.runtime,
-            runtime_root=str(self.dir / "r"),
-            log_path=str(self.dir / f"{self.id}-json.log"),
-        )
-        fields.update(overrides)
-        return MonitorConfig(**fields)  # type: ignore[arg-type]
-
-    def cleanup(self) -> None:
-        for pid in self.pids:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        subprocess.run(
-            [self.runtime, "--root", str(self.dir / "r"), "delete", "--force", self.id],
-            capture_output=True,
-            check=False,
-        )
-        for pid in self.pids:
-            _wait_gone(pid)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture
-def setup(runtime: str, busybox_rootfs: Path, unique_id: str) -> Iterator[Setup]:
-    s = Setup(runtime, busybox_rootfs, unique_id)
-    yield s
-    s.cleanup()
-
-
 def test_log_wait_and_exit_json(setup: Setup) -> None:
     config = setup.config(["sh", "-c", SCRIPT], cleanup=True)
     spawned = spawn_monitor(config)
-    setup.pids += [spawned.monitor_pid, spawned.container_pid]
+    setup.track(spawned.monitor_pid, spawned.container_pid)
     assert ShimClient(config.state_dir).call("state")["status"] == "running"
     result = ShimClient(config.state_dir, timeout=20).wait()
     assert result["exit_code"] == 3 and result["signal"] == 0
-    _wait_gone(spawned.monitor_pid)
+    setup.wait_gone(spawned.monitor_pid)
     exit_json = json.loads(Path(config.exit_path).read_text())
-    assert exit_json["exit_code"] == 3
+    assert exit_json["exit_code"] == 3 and exit_json["oom_killed"] is False
     assert logfile.parse_time(exit_json["finished_at"]) <= time.time_ns()
     entries = list(logfile.read_logs(config.log_path))
     assert [(e.stream, e.data) for e in entries] == [("stdout", b"out\n"), ("stderr", b"err\n")]
@@ -119,7 +49,7 @@ def test_log_wait_and_exit_json(setup: Setup) -> None:
 def test_signal_reports_signal_exit(setup: Setup) -> None:
     config = setup.config(["sleep", "100"])
     spawned = spawn_monitor(config)
-    setup.pids += [spawned.monitor_pid, spawned.container_pid]
+    setup.track(spawned.monitor_pid, spawned.container_pid)
     client = ShimClient(config.state_dir, timeout=20)
     assert client.call("signal", signal=signal.SIGKILL)["ok"]
     result = client.wait()
@@ -131,7 +61,7 @@ def test_attach_streams_output_and_stdin(setup: Setup) -> None:
 
     config = setup.config(["sh", "-c", "read line; echo got $line; echo bye >&2"], open_stdin=True)
     spawned = spawn_monitor(config)
-    setup.pids += [spawned.monitor_pid, spawned.container_pid]
+    setup.track(spawned.monitor_pid, spawned.container_pid)
     sock = ShimClient(config.state_dir, timeout=20).attach(stdin=True)
     sock.sendall(b"hello\n")
     decoder = stdcopy.Decoder()
@@ -159,20 +89,20 @@ def test_monitor_outlives_its_spawner(setup: Setup) -> None:
     try:
         assert spawner.stdout is not None
         monitor_pid, container_pid = map(int, spawner.stdout.readline().split())
-        setup.pids += [monitor_pid, container_pid]
+        setup.track(monitor_pid, container_pid)
     finally:
         spawner.kill()
         spawner.wait()
         assert spawner.stdout is not None
         spawner.stdout.close()
     time.sleep(0.2)
-    assert _alive(monitor_pid) and _alive(container_pid)
+    assert setup.alive(monitor_pid) and setup.alive(container_pid)
     client = ShimClient(config.state_dir, timeout=20)
     assert client.call("state") == {"ok": True, "status": "running", "pid": container_pid, "exit": None}
     # sleep is the namespace's init, which ignores SIGTERM without a handler: SIGKILL it.
     client.call("signal", signal=signal.SIGKILL)
     assert client.wait()["exit_code"] == 128 + signal.SIGKILL
-    _wait_gone(monitor_pid)
+    setup.wait_gone(monitor_pid)
 
 
 def test_failed_create_is_reported(setup: Setup) -> None:
@@ -181,4 +111,4 @@ def test_failed_create_is_reported(setup: Setup) -> None:
     config = setup.config(["/no/such/binary"])
     with pytest.raises(SystemFailure):
         spawned = spawn_monitor(config)
-        setup.pids += [spawned.monitor_pid, spawned.container_pid]
+        setup.track(spawned.monitor_pid, spawned.container_pid)

@@ -18,7 +18,12 @@ def test_request_is_one_json_line() -> None:
 @pytest.mark.parametrize(
     ("op", "fields", "match"),
     [
-        ("exec", {}, "unknown shim op 'exec'"),
+        ("frobnicate", {}, "unknown shim op 'frobnicate'"),
+        ("exec", {}, "'id' must be str"),
+        ("wait", {"exec": 3}, "'exec' must be str"),
+        ("state", {"exec": "../x"}, "exec id '../x'"),
+        ("signal", {"signal": 9, "exec": ".."}, "exec id '..'"),
+        ("resize", {"width": 0, "height": 24}, "0x24 is not a size"),
         ("signal", {}, "'signal' must be int"),
         ("signal", {"signal": True}, "'signal' must be int"),
         ("resize", {"width": 80, "height": "24"}, "'height' must be int"),
@@ -38,7 +43,7 @@ def test_decode_rejects(line: bytes) -> None:
 
 def test_responses() -> None:
     assert json.loads(protocol.ok(exit_code=3)) == {"ok": True, "exit_code": 3}
-    assert json.loads(protocol.error("gone")) == {"ok": False, "error": "gone"}
+    assert json.loads(protocol.error("gone")) == {"ok": False, "error": "gone", "kind": "SystemFailure"}
 
 
 def test_line_reader_in_chunks() -> None:
@@ -58,3 +63,42 @@ def test_take_one_leaves_raw_bytes_after_attach() -> None:
 def test_overlong_line() -> None:
     with pytest.raises(InvalidArgument, match="longer than"):
         protocol.LineReader().take_one(b"x" * (protocol.MAX_LINE + 1))
+
+
+EXEC = {"id": "e1", "process": "/p.json", "tty": False, "stdin": True, "stdout": True, "stderr": False}
+
+
+def test_exec_request_round_trips() -> None:
+    line = protocol.request("exec", **EXEC, detach=False)
+    assert protocol.validate_request(protocol.decode(line[:-1])) == {"op": "exec", **EXEC, "detach": False}
+
+
+@pytest.mark.parametrize("missing", [*EXEC, "detach"])
+def test_exec_request_needs_every_field(missing: str) -> None:
+    fields = {**EXEC, "detach": True}
+    del fields[missing]
+    with pytest.raises(InvalidArgument, match=f"'{missing}' must be"):
+        protocol.request("exec", **fields)
+
+
+def test_exec_id_rules() -> None:
+    assert protocol.validate_exec_id("a" * 64) == "a" * 64
+    for bad in ("", "a/b", "...", "x" * 129, "sp ace"):
+        with pytest.raises(InvalidArgument):
+            protocol.validate_exec_id(bad)
+    with pytest.raises(InvalidArgument, match="exec id 'a/b'"):
+        protocol.request("exec", **{**EXEC, "id": "a/b"}, detach=True)
+
+
+def test_optional_exec_field_and_start() -> None:
+    assert json.loads(protocol.request("wait", exec="e1")) == {"op": "wait", "exec": "e1"}
+    assert json.loads(protocol.request("resize", width=80, height=24, exec="e1"))["exec"] == "e1"
+    assert json.loads(protocol.request("start")) == {"op": "start"}
+
+
+def test_error_carries_its_kind() -> None:
+    assert json.loads(protocol.error("no exec 'x'", "NotFound")) == {
+        "ok": False,
+        "error": "no exec 'x'",
+        "kind": "NotFound",
+    }

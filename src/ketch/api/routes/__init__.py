@@ -2,18 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
 from ketch.api.router import Router
 from ketch.api.routes import images as image_routes
 from ketch.api.routes import system as system_routes
 from ketch.api.routes.images import ImageBackend
 from ketch.api.routes.system import SystemBackend
 
-__all__ = ["build_router"]
+if TYPE_CHECKING:
+    from ketch.engine.containers import ContainerService
+    from ketch.engine.execs import ExecService
+
+__all__ = ["EngineRoutes", "build_router"]
 
 
-def build_router(*, system: SystemBackend, images: ImageBackend | None = None) -> Router:
+@dataclass(frozen=True, slots=True)
+class EngineRoutes:
+    """What the container, exec and engine-wide system routes need."""
+
+    containers: ContainerService
+    execs: ExecService
+    version: str
+    insecure: list[str] = field(default_factory=list)
+    debug: bool = False
+    image_list: Callable[[], list[dict[str, Any]]] = list
+
+
+def build_router(
+    *, system: SystemBackend, images: ImageBackend | None = None, engine: EngineRoutes | None = None
+) -> Router:
     router = Router()
     system_routes.register(router, system)
     if images is not None:
         image_routes.register(router, images)
+    if engine is not None:
+        from ketch.api.routes import containers, engine_system, execs
+
+        containers.register(router, engine.containers, engine.execs)
+        execs.register(router, engine.execs)
+        engine_system.register(router, engine.containers, version=engine.version, insecure=engine.insecure,
+                               debug=engine.debug, image_list=engine.image_list)  # fmt: skip
     return router

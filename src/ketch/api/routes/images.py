@@ -60,6 +60,9 @@ class ImageBackend(Protocol):
     def pull(self, ref: str, platform: str | None, progress: Progress, auth: Credentials | None) -> None: ...
     def push(self, ref: str, progress: Progress, auth: Credentials | None) -> str: ...
     def login(self, server: str, username: str, password: str) -> None: ...
+    def import_tarball(
+        self, stream: BinaryIO, ref: str | None, changes: Sequence[str], message: str, platform: str | None
+    ) -> str: ...
 
 
 def decode_registry_auth(header: str | None) -> Credentials | None:
@@ -169,7 +172,7 @@ def register(router: Router, backend: ImageBackend) -> None:
 
     async def create(request: Request) -> Reply:
         if request.query.get("fromSrc") is not None:
-            raise InvalidArgument("importing with fromSrc is not supported by ketchd yet")
+            return await _import(request)
         ref = pull_reference(request.query.get("fromImage") or "", request.query.get("tag") or "")
         platform = request.query.get("platform") or None
         auth = decode_registry_auth(request.header("x-registry-auth"))
@@ -239,6 +242,27 @@ def register(router: Router, backend: ImageBackend) -> None:
 
     async def save_one(request: Request) -> Reply:
         return await save_names([request.params["name"]])
+
+    async def _import(request: Request) -> Reply:
+        """``docker import``: the request body is the tarball (``fromSrc=-``); a URL source is refused."""
+        q = request.query
+        if q.get("fromSrc") != "-":
+            raise InvalidArgument("importing from a URL is not supported: send the tarball as the body (fromSrc=-)")
+        repo, tag_name = q.get("repo") or "", q.get("tag") or ""
+        ref = None
+        if repo:
+            ref = f"{repo}:{tag_name}" if tag_name else repo
+            reference.parse(ref)
+        changes = q.get_all("changes")
+        with await _spooled_body(request) as body:
+            image_id = await asyncio.to_thread(
+                backend.import_tarball, body, ref, changes, q.get("message") or "", q.get("platform") or None
+            )
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield canonical_json({"status": image_id}) + b"\r\n"
+
+        return StreamingResponse(chunks())
 
     async def load(request: Request) -> Reply:
         with await _spooled_body(request) as body:

@@ -209,9 +209,19 @@ def images(cli: Cli, args: argparse.Namespace) -> int:
 # ---- pull / push: docker's jsonmessage display on a non-terminal ----------------------------------------------
 
 
-def display_stream(cli: Cli, messages: Iterator[dict[str, Any]], *, show: bool = True) -> None:
-    """Print progress messages as ``docker`` does when stdout is not a terminal; raise the stream's error."""
+def display_stream(
+    cli: Cli,
+    messages: Iterator[dict[str, Any]],
+    *,
+    show: bool = True,
+    write: Callable[[str], None] | None = None,
+) -> None:
+    """Print progress messages as ``docker`` does when stdout is not a terminal; raise the stream's error.
+
+    ``write`` defaults to stdout; ``run`` shows the pull of a missing image on stderr."""
     from ketch.cli.main import CommandError
+
+    write = write or cli.out
 
     for message in messages:
         error = message.get("errorDetail") or (
@@ -233,7 +243,7 @@ def display_stream(cli: Cli, messages: Iterator[dict[str, Any]], *, show: bool =
             line += str(message["stream"])
         else:
             line += f"{message.get('status', '')}\n"
-        cli.out(line)
+        write(line)
 
 
 def pull(cli: Cli, args: argparse.Namespace) -> int:
@@ -330,9 +340,14 @@ def inspect(cli: Cli, args: argparse.Namespace) -> int:
     missing: list[str] = []
     kind = "image" if args.image_only or args.type == "image" else "object"
     # Like docker, a plain inspect looks for a container first, then an image.
-    lookups = [client.inspect_image] if kind == "image" else [client.inspect_container, client.inspect_image]
+    size = bool(getattr(args, "size", False))
+
+    def container(name: str) -> Any:
+        return client.inspect_container(name, size=size)
+
+    lookups = [client.inspect_image] if kind == "image" else [container, client.inspect_image]
     if args.type == "container":
-        lookups = [client.inspect_container]
+        lookups = [container]
     for name in args.names:
         for lookup in lookups:
             try:
@@ -605,7 +620,8 @@ def register(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], i
     )
 
     image = sub.add_parser("image", help="Manage images")
-    image_sub = image.add_subparsers(dest="image_command", metavar="COMMAND", required=True)
+    image.interspersed = False
+    image_sub = image.add_subparsers(dest="group_command", metavar="COMMAND", required=True)
     aliases = {"images": "ls", "rmi": "rm"}
     for name, handler, flags, help_text in table:
         flags(add(image_sub, aliases.get(name, name), handler, name, help=help_text))
