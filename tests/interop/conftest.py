@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from tests.fakes import busybox
 from tests.interop import daemons
+from tests.interop.ketchd import Ketchd
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +64,15 @@ def podman_setup(runtime_bin: str, busybox_tar: Path) -> Iterator[tuple[daemons.
     finally:
         setup.stop(client)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ketchd(busybox_tar: Path) -> Iterator[Ketchd]:
+    """One private ketchd for the session, with busybox imported as ``busybox:ketch``."""
+    daemon = Ketchd()
+    try:
+        daemon.start()
+        daemon.ok("import", str(busybox_tar), "busybox:ketch")
+        yield daemon
+    finally:
+        daemon.cleanup()

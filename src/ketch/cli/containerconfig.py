@@ -157,7 +157,7 @@ def add_create_flags(parser: Any, *, run: bool) -> None:
             parser.add_argument(*names, dest=dest, default=_DEFAULTS.get(dest))
     parser.add_argument("--help", action="help", help="Print usage")
     parser.add_argument("image")
-    parser.add_argument("command", nargs=argparse.REMAINDER)
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
 
 
 class CreateRequest:
@@ -342,7 +342,9 @@ def build_create(args: argparse.Namespace, *, console_size: tuple[int, int] = (0
     if args.log_driver == "none" and args.log_opt:
         raise ConfigError("invalid logging opts for driver none")
     if args.pull not in ("always", "missing", "never"):
-        raise ConfigError(f'invalid pull option: \'{args.pull}\': must be one of "always", "missing" or "never"')
+        raise ConfigError(
+            f'invalid pull option: \'{args.pull}\': must be one of "always", "missing" or "never"'
+        )
 
     entrypoint: list[str] | None = None
     if args.entrypoint:
@@ -368,7 +370,7 @@ def build_create(args: argparse.Namespace, *, console_size: tuple[int, int] = (0
         "OpenStdin": args.interactive,
         "StdinOnce": args.interactive and attach_stdin,
         "Env": env or None,
-        "Cmd": list(args.command) or None,
+        "Cmd": list(args.cmd) or None,
     }
     if health is not None:
         config["Healthcheck"] = health

@@ -102,7 +102,9 @@ class _Parser:
                 # docker: a bad flag exits 125; a wrong number of arguments is an ordinary failure (1).
                 if message.startswith("the following arguments are required"):
                     if self.requires:
-                        raise CommandError(f'"{self.prog}" requires {self.requires}.\nSee \'{self.prog} --help\'.')
+                        raise CommandError(
+                            f"\"{self.prog}\" requires {self.requires}.\nSee '{self.prog} --help'."
+                        )
                     raise CommandError(f'"{self.prog}" requires more arguments: {message.partition(": ")[2]}'
                                        f"\nSee '{self.prog} --help'.", 1)  # fmt: skip
                 raise CommandError(f"{message}\nSee '{self.prog} --help'.", 125)
@@ -187,7 +189,19 @@ def _go_flags(parser: Any, args: list[str]) -> tuple[list[str], dict[str, bool],
 
 
 def _build() -> tuple[argparse.ArgumentParser, dict[str, Callable[[Cli, argparse.Namespace], int]]]:
-    from ketch.cli.commands import containers, events, exec, images, info, logs, ps, registry, run, stats, system
+    from ketch.cli.commands import (
+        containers,
+        events,
+        exec,
+        images,
+        info,
+        logs,
+        ps,
+        registry,
+        run,
+        stats,
+        system,
+    )
 
     parser = _Parser.make("ketch", description="A self-sufficient runtime for containers", add_help=True)
     parser.interspersed = False  # type: ignore[attr-defined]

@@ -119,9 +119,7 @@ def parse_ulimit(text: str) -> dict[str, Any]:
         raise ValueError(f"invalid ulimit type: {name}")
     values = limits.split(":")
     if len(values) > 2:
-        raise ValueError(
-            f"too many limit value arguments - {limits}, can only have up to two, `soft[:hard]`"
-        )
+        raise ValueError(f"too many limit value arguments - {limits}, can only have up to two, `soft[:hard]`")
     hard = parse_int(values[1]) if len(values) == 2 else None
     soft = parse_int(values[0])
     if hard is None:
@@ -179,9 +177,7 @@ def validate_env(value: str, lookup: Callable[[str], str | None] = os.environ.ge
     return value if found is None else f"{value}={found}"
 
 
-def read_env_file(
-    path: str, lookup: Callable[[str], str | None] | None = os.environ.get
-) -> list[str]:
+def read_env_file(path: str, lookup: Callable[[str], str | None] | None = os.environ.get) -> list[str]:
     """opts.ParseEnvFile: ``KEY=value`` lines, ``#`` comments and blank lines skipped, ``KEY`` alone taken
     from the environment (and dropped when it is not set there); values are not trimmed or unquoted."""
     with open(path, "rb") as fh:
@@ -196,7 +192,9 @@ def read_env_file(
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             shown = "[" + " ".join(str(b) for b in raw) + "]"
-            raise ValueError(f"env file {path} contains invalid utf8 bytes at line {number}: {shown}") from None
+            raise ValueError(
+                f"env file {path} contains invalid utf8 bytes at line {number}: {shown}"
+            ) from None
         if number == 1:
             text = text.removeprefix("\ufeff")
         line = text.lstrip()
@@ -527,7 +525,9 @@ def parse_security_opts(values: list[str]) -> list[str]:
                 with open(val, "rb") as fh:
                     profile = json.loads(fh.read())
             except OSError as exc:
-                raise ValueError(f"opening seccomp profile ({val}) failed: open {val}: {exc.strerror}") from None
+                raise ValueError(
+                    f"opening seccomp profile ({val}) failed: open {val}: {exc.strerror}"
+                ) from None
             except ValueError as exc:
                 raise ValueError(f"compacting json for seccomp profile ({val}) failed: {exc}") from None
             opt = "seccomp=" + json.dumps(profile, separators=(",", ":"), ensure_ascii=False)
@@ -600,9 +600,11 @@ def _parse_time(value: str) -> tuple[int, int] | None:
     except ValueError:
         return None
     if zone:
-        offset = timedelta(0) if zone in ("z", "Z") else timedelta(
-            hours=int(zone[1:3]), minutes=int(zone[4:6])
-        ) * (1 if zone[0] == "+" else -1)
+        offset = (
+            timedelta(0)
+            if zone in ("z", "Z")
+            else timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])) * (1 if zone[0] == "+" else -1)
+        )
         aware = stamp.replace(tzinfo=timezone(offset))
     else:
         aware = stamp.astimezone()  # the local zone, as ParseInLocation with the reference's zone

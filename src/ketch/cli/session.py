@@ -86,7 +86,7 @@ def terminal_size(stream: Any) -> tuple[int, int]:
     return size.lines, size.columns
 
 
-class raw_terminal:  # noqa: N801 - a context manager used like a function
+class raw_terminal:
     """Put a terminal in raw mode (Go's term.MakeRaw) for the duration; restores it on exit, once."""
 
     def __init__(self, stream: Any) -> None:

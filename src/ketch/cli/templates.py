@@ -486,7 +486,9 @@ class Template:
                 return method(*args)
             except TypeError:
                 name = head.source.rsplit(".", 1)[-1]
-                raise self._fail(head, head.source, f"wrong number of args for {name}: got {len(args)}") from None
+                raise self._fail(
+                    head, head.source, f"wrong number of args for {name}: got {len(args)}"
+                ) from None
         return self._operand(head, dot, root)
 
     def _method(self, operand: _Operand, dot: Any, root: Any) -> Callable[..., Any] | None:

@@ -33,9 +33,7 @@ class ContainerCalls:
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
 
-    def create_container(
-        self, body: dict[str, Any], *, name: str = "", platform: str = ""
-    ) -> dict[str, Any]:
+    def create_container(self, body: dict[str, Any], *, name: str = "", platform: str = "") -> dict[str, Any]:
         query = {"name": name, "platform": platform}
         result: dict[str, Any] = self.conn.request(
             "POST", "/containers/create", query=query, json_body=body
@@ -104,9 +102,7 @@ class ContainerCalls:
             "size": size,
             "filters": _filters(filters),
         }
-        result: list[dict[str, Any]] = (
-            self.conn.request("GET", "/containers/json", query=query).json() or []
-        )
+        result: list[dict[str, Any]] = self.conn.request("GET", "/containers/json", query=query).json() or []
         return result
 
     def inspect_container(self, container: str, *, size: bool = False) -> dict[str, Any]:

@@ -145,7 +145,9 @@ def demux(
         for chunk in chunks:
             for frame in decoder.feed(chunk):
                 if frame.stream == stdcopy.SYSTEMERR:
-                    raise StreamError(f"error from daemon in stream: {frame.payload.decode(errors='replace')}")
+                    raise StreamError(
+                        f"error from daemon in stream: {frame.payload.decode(errors='replace')}"
+                    )
                 if frame.payload:
                     (stderr if frame.stream == stdcopy.STDERR else stdout)(frame.payload)
         decoder.close()

@@ -609,6 +609,7 @@ class ContainerService:
         with contextlib.suppress(NotFound):
             self.images.snapshotter.remove(cid)
         shutil.rmtree(paths.bundle, ignore_errors=True)
+        shutil.rmtree(paths.state_dir, ignore_errors=True)
         shutil.rmtree(paths.data_dir, ignore_errors=True)
         with self._lock, contextlib.suppress(NotFound):
             self.db.delete(cid)

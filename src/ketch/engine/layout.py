@@ -2,7 +2,9 @@
 
 - ``<data-root>/containers/<id>/``: durable: hostname, hosts, resolv.conf, ``<id>-json.log`` (Docker's place).
 - ``<exec-root>/containers/<id>/``: runtime state that a reboot may lose: config.json (the OCI bundle),
-  rootfs/ (the snapshot's mount point), shim/ (the monitor's socket, exit.json, exec process files).
+  rootfs/ (the snapshot's mount point).
+- ``<exec-root>/m/<first 32 hex digits of the id>/``: the monitor's socket, exit.json, exec process files
+  (short, because a unix socket's path must fit in 107 bytes).
 - ``<exec-root>/runtime/<name>/``: the ``--root`` each OCI runtime keeps its state in.
 """
 
@@ -50,7 +52,8 @@ class ContainerPaths:
 
     @property
     def state_dir(self) -> str:
-        return os.path.join(self.bundle, "shim")
+        # Unix socket paths are limited to 107 bytes: the monitor's directory uses half the ID (128 bits).
+        return os.path.join(self.settings.exec_root, "m", self.id[:32])
 
     @property
     def log_path(self) -> str:

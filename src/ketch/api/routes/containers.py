@@ -60,7 +60,10 @@ class ExitWatch:
     def __init__(self, service: ContainerService) -> None:
         self.loop = asyncio.get_running_loop()
         self.event = asyncio.Event()
-        self._remove = service.add_exit_listener(lambda: self.loop.call_soon_threadsafe(self.event.set))
+        self._remove = service.add_exit_listener(self._wake)
+
+    def _wake(self) -> None:
+        self.loop.call_soon_threadsafe(self.event.set)
 
     async def next(self, timeout: float | None = None) -> None:
         with contextlib.suppress(TimeoutError):
@@ -92,7 +95,7 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
         return Response.json({"Id": cid, "Warnings": warnings}, 201)
 
     def _image_name(record: Any) -> str:
-        return record.config.image or record.image_id
+        return str(record.config.image or record.image_id)
 
     async def list_containers(request: Request) -> Reply:
         q = request.query
@@ -100,7 +103,7 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
 
         def images_for(ref: str) -> list[str]:
             try:
-                return [service.images.store.find(ref).id]
+                return [str(service.images.store.find(ref).id)]
             except KetchError:
                 return []
 
@@ -245,7 +248,7 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
             if (condition == "not-running" and not lifecycle.is_running(state.status)) or \
                     (condition == "next-exit" and service.exit_generation(cid) != generation and \
                     state.status is not Status.RESTARTING):  # fmt: skip
-                return state.exit_code
+                return int(state.exit_code)
             await watch.next(1.0)
 
     # ---- logs -------------------------------------------------------------------------------------------
@@ -298,7 +301,7 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
             thread.start()
             try:
                 while (entry := await queue.get()) is not None:
-                    data = entry.line
+                    data = entry.data
                     if timestamps:
                         data = logfile.format_time(entry.time_ns).encode() + b" " + data
                     if tty:
@@ -372,10 +375,10 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
 
         for entry in await run(read):
             if container.record.config.tty:
-                await client.write(entry.line)
+                await client.write(entry.data)
             else:
                 stream = stdcopy.STDERR if entry.stream == "stderr" else stdcopy.STDOUT
-                await client.write(stdcopy.encode(stream, entry.line))
+                await client.write(stdcopy.encode(stream, entry.data))
 
     async def resize(request: Request) -> Reply:
         container = await run(service.get, request.params["id"])

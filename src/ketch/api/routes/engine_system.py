@@ -47,8 +47,10 @@ def register(
             raise InvalidArgument("`since` time must be before `until` time")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event] = asyncio.Queue()
-        token, past = service.events.subscribe(lambda e: loop.call_soon_threadsafe(queue.put_nowait, e),
-                                               since_ns=since)  # fmt: skip
+        def deliver(event: Event) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        token, past = service.events.subscribe(deliver, since_ns=since)
 
         async def body() -> AsyncIterator[bytes]:
             try:

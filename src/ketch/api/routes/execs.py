@@ -33,7 +33,7 @@ def register(router: Router, execs: ExecService) -> None:
         def job() -> None:
             try:
                 answer = ShimClient(state_dir).call("wait", exec=instance.id)
-                code = int(answer.get("exit_code", 126))
+                code = int(str(answer.get("exit_code", 126)))
             except (OSError, KetchError):
                 code = 126 if instance.pid == 0 else 137
             execs.finished(instance, code)
@@ -57,7 +57,7 @@ def register(router: Router, execs: ExecService) -> None:
                 execs.finished(instance, 126)
                 raise
             writer.close()
-            execs.started(instance, int(answer.get("pid", 0)))
+            execs.started(instance, int(str(answer.get("pid", 0))))
             asyncio.ensure_future(_collect_exit(instance, state_dir))
             return Response.empty(200)
 
@@ -71,7 +71,7 @@ def register(router: Router, execs: ExecService) -> None:
 
                 await client.write(message if instance.tty else stdcopy.encode(stdcopy.STDOUT, message))
                 return
-            execs.started(instance, int(answer.get("pid", 0)))
+            execs.started(instance, int(str(answer.get("pid", 0))))
             try:
                 await bridge(client, reader, writer, stdin=instance.attach_stdin, detach_keys=keys)
             finally:

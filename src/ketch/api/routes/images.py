@@ -256,8 +256,10 @@ def register(router: Router, backend: ImageBackend) -> None:
         changes = q.get_all("changes")
         with await _spooled_body(request) as body:
             image_id = await asyncio.to_thread(
-                backend.import_tarball, body, ref, changes, q.get("message") or "", q.get("platform") or None
-            )
+                backend.import_tarball,
+                body,  # type: ignore[arg-type]
+                ref, changes, q.get("message") or "", q.get("platform") or None,
+            )  # fmt: skip
 
         async def chunks() -> AsyncIterator[bytes]:
             yield canonical_json({"status": image_id}) + b"\r\n"

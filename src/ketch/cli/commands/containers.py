@@ -74,7 +74,9 @@ def _time_flag(args: argparse.Namespace) -> int | None:
 
 def stop(cli: Cli, args: argparse.Namespace) -> int:
     client, timeout = cli.client(), _time_flag(args)
-    return _each(cli, args.containers, lambda c: client.stop_container(c, timeout=timeout, signal=args.signal))
+    return _each(
+        cli, args.containers, lambda c: client.stop_container(c, timeout=timeout, signal=args.signal)
+    )
 
 
 def restart(cli: Cli, args: argparse.Namespace) -> int:
@@ -205,7 +207,9 @@ def _attach_session(
     tty = bool(config.get("Tty"))
     if tty and is_terminal(cli.stdout):
         monitor = ResizeMonitor(
-            lambda h, w: client.resize_container(container_id, h, w), lambda: terminal_size(cli.stdout), cli.stderr
+            lambda h, w: client.resize_container(container_id, h, w),
+            lambda: terminal_size(cli.stdout),
+            cli.stderr,
         )
         monitor.start()
         stack.callback(monitor.stop)
@@ -475,7 +479,9 @@ def prune_containers(cli: Cli, filters: Any) -> tuple[int, str]:
     deleted = report.get("ContainersDeleted") or []
     if not deleted:
         return 0, ""
-    return int(report.get("SpaceReclaimed") or 0), "Deleted Containers:\n" + "".join(f"{d}\n" for d in deleted)
+    return int(report.get("SpaceReclaimed") or 0), "Deleted Containers:\n" + "".join(
+        f"{d}\n" for d in deleted
+    )
 
 
 def prune(cli: Cli, args: argparse.Namespace) -> int:
@@ -634,7 +640,9 @@ def register(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], i
 
 
 def _add_lifecycle(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], int]]) -> None:
-    def add(name: str, handler: Callable[[Cli, argparse.Namespace], int], help_text: str, requires: str) -> Any:
+    def add(
+        name: str, handler: Callable[[Cli, argparse.Namespace], int], help_text: str, requires: str
+    ) -> Any:
         parser = sub.add_parser(name, help=help_text)
         parser.requires = requires
         parser.set_defaults(handler=name)
@@ -684,7 +692,9 @@ def _add_lifecycle(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespa
     parser.add_argument("--detach-keys", default=None)
     parser.add_argument("--no-stdin", action="store_true")
     parser.add_argument("--sig-proxy", action="store_true", default=True)
-    parser = add("port", port, "List port mappings or a specific mapping for the container", "at least 1 argument")
+    parser = add(
+        "port", port, "List port mappings or a specific mapping for the container", "at least 1 argument"
+    )
     parser.add_argument("container")
     parser.add_argument("port", nargs="?", default="")
     import argparse

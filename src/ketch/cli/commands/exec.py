@@ -43,7 +43,7 @@ def exec_body(cli: Cli, args: argparse.Namespace) -> dict[str, Any]:
         "DetachKeys": detach_keys(cli, args.detach_keys),
         "Env": env or None,
         "WorkingDir": args.workdir or "",
-        "Cmd": list(args.command),
+        "Cmd": list(args.cmd),
     }
 
 
@@ -63,7 +63,7 @@ def exec_command(cli: Cli, args: argparse.Namespace) -> int:
     )
     from ketch.client.http import DaemonUnreachable
 
-    if not args.command:
+    if not args.cmd:
         raise CommandError("\"ketch exec\" requires at least 2 arguments.\nSee 'ketch exec --help'.")
     body = exec_body(cli, args)
     client = cli.client()
@@ -111,7 +111,9 @@ def register(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], i
     add_commands(sub, handlers, prefix="")
 
 
-def add_commands(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], int]], prefix: str) -> None:
+def add_commands(
+    sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], int]], prefix: str
+) -> None:
     import argparse
 
     parser = sub.add_parser("exec", help="Run a command in a running container")
@@ -127,6 +129,6 @@ def add_commands(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace
     parser.add_argument("-u", "--user", default="")
     parser.add_argument("-w", "--workdir", default="")
     parser.add_argument("container")
-    parser.add_argument("command", nargs=argparse.REMAINDER)
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
     parser.set_defaults(handler=prefix + "exec")
     handlers[prefix + "exec"] = exec_command

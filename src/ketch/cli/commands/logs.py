@@ -66,7 +66,9 @@ def register(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], i
     add_commands(sub, handlers, prefix="")
 
 
-def add_commands(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], int]], prefix: str) -> None:
+def add_commands(
+    sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], int]], prefix: str
+) -> None:
     parser = sub.add_parser("logs", help="Fetch the logs of a container")
     parser.requires = "exactly 1 argument"
     parser.add_argument("container")

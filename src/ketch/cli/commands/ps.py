@@ -231,7 +231,9 @@ def _uses_size(fmt: str) -> bool:
 
     probe = ContainerContext({}, True)
     try:
-        Template(fmt.removeprefix("table").strip(" ").replace("\\t", "\t").replace("\\n", "\n")).execute(probe)
+        Template(fmt.removeprefix("table").strip(" ").replace("\\t", "\t").replace("\\n", "\n")).execute(
+            probe
+        )
     except TemplateError:
         return False
     return "Size" in probe.fields_used

@@ -193,7 +193,9 @@ def _start_and_attach(
         hijacked = None
         keys = detach_keys(cli, args.detach_keys)
         if stdin or stdout or stderr:
-            hijacked = client.attach(container_id, stdin=stdin, stdout=stdout, stderr=stderr, detach_keys=keys)
+            hijacked = client.attach(
+                container_id, stdin=stdin, stdout=stdout, stderr=stderr, detach_keys=keys
+            )
             stack.callback(hijacked.close)
         wait = client.begin_wait(container_id, "removed" if auto_remove else "next-exit")
         stack.callback(wait.close)
@@ -285,7 +287,9 @@ def register(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], i
     add_commands(sub, handlers, prefix="")
 
 
-def add_commands(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], int]], prefix: str) -> None:
+def add_commands(
+    sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], int]], prefix: str
+) -> None:
     """``run`` and ``create`` under ``sub`` (the top level, or ``container`` with ``prefix="container "``)."""
     from ketch.cli.containerconfig import add_create_flags
 

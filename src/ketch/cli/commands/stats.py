@@ -228,7 +228,9 @@ def register(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], i
     add_commands(sub, handlers, prefix="")
 
 
-def add_commands(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], int]], prefix: str) -> None:
+def add_commands(
+    sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], int]], prefix: str
+) -> None:
     parser = sub.add_parser("stats", help="Display a live stream of container(s) resource usage statistics")
     parser.add_argument("containers", nargs="*")
     parser.add_argument("-a", "--all", action="store_true")
