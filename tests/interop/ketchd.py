@@ -61,6 +61,7 @@ class Ketchd:
             str(self.exec_root), "-H", self.host, "--pidfile", str(self.base / "ketchd.pid"), "-l", "debug",
             *self.extra_args,
         ]  # fmt: skip
+        self.base.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env, start_new_session=True)
         log.close()

@@ -171,7 +171,11 @@ class _Connection:
         if not _has_body(event):
             await self.receive()  # the EndOfMessage h11 has ready: the body is known to be complete
         method = event.method.decode("ascii")
+        started = time.perf_counter()
         reply = await self._call(method, event)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s -> %s in %.1f ms", method, event.target.decode("latin-1")[:120],
+                      getattr(reply, "status", "stream"), (time.perf_counter() - started) * 1000)  # fmt: skip
         if isinstance(reply, Hijack):
             await self._hijack(reply, event)
             return False

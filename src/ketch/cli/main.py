@@ -114,7 +114,8 @@ class _Parser:
                 parsed, extra = super().parse_known_args(tokens, namespace)
                 for dest, value in overrides.items():
                     setattr(parsed, dest, value)
-                parsed.changed = frozenset(changed) | frozenset(getattr(parsed, "changed", ()) or ())
+                if not hasattr(parsed, "changed"):  # a subcommand's own set wins over its parents' flags
+                    parsed.changed = frozenset(changed)
                 return parsed, extra
 
         kwargs.setdefault("allow_abbrev", False)

@@ -32,6 +32,7 @@ __all__ = [
     "Session",
     "SignalProxy",
     "binary_writer",
+    "console_size",
     "is_terminal",
     "raw_terminal",
     "terminal_size",
@@ -84,6 +85,12 @@ def terminal_size(stream: Any) -> tuple[int, int]:
     except OSError:
         return 0, 0
     return size.lines, size.columns
+
+
+def console_size(stdout: Any, stdin: Any) -> tuple[int, int]:
+    """The size to give a container's tty: the output terminal's (as docker), else the input's."""
+    size = terminal_size(stdout)
+    return size if size != (0, 0) else terminal_size(stdin)
 
 
 class raw_terminal:

@@ -409,16 +409,26 @@ class Pending:
     def __init__(self, owner: Connection, conn: http.client.HTTPConnection) -> None:
         self._owner = owner
         self._conn = conn
+        self._response: Response | None = None
+
+    def ready(self) -> Pending:
+        """Block until the answer's headers arrive (for ``wait``: the daemon is now watching the container)."""
+        if self._response is None:
+            self._response = self._owner._receive(self._conn)
+        return self
 
     def result(self) -> Response:
         """The answer (blocking until its headers arrive); a 4xx/5xx answer is raised as a ketch error."""
-        response = self._owner._receive(self._conn)
+        response = self.ready()._response
+        assert response is not None
         if response.status >= 400:
             raise error_from(response.status, response.read())
         return response
 
     def close(self) -> None:
         """Abandon the request: the daemon sees the connection close."""
+        if self._response is not None:
+            self._response.close()
         self._conn.close()
 
 

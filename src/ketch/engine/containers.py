@@ -217,6 +217,7 @@ class ContainerService:
         """Mount, write the bundle, spawn the monitor (create), run the start hooks, start."""
         cid = record.id
         host = record.host_config
+        marks = [time.perf_counter()]
         os.makedirs(paths.bundle, mode=0o700, exist_ok=True)
         shutil.rmtree(paths.state_dir, ignore_errors=True)
         os.makedirs(paths.state_dir, mode=0o700)
@@ -247,7 +248,9 @@ class ContainerService:
             open_stdin=record.config.open_stdin, stdin_once=record.config.stdin_once, tty=record.config.tty,
             deferred_start=True, cleanup=True,
         )  # fmt: skip
+        marks.append(time.perf_counter())
         spawned = self.spawner(config)
+        marks.append(time.perf_counter())
         with self._lock:
             hooks = self._start_hooks.pop(cid, [])
         for hook in hooks:
@@ -261,6 +264,10 @@ class ContainerService:
             with contextlib.suppress(OSError, KetchError):
                 ShimClient(paths.state_dir, timeout=5).call("signal", signal=9)
             raise
+        marks.append(time.perf_counter())
+        log.debug("start of %s: prepare %.1f ms, monitor and create %.1f ms, attach %.1f ms, start %.1f ms",
+                  cid[:12], *((b - a) * 1000 for a, b in zip(marks, marks[1:], strict=False)),
+                  (time.perf_counter() - marks[-1]) * 1000)  # fmt: skip
         return spawned
 
     def _network_namespace(self, record: ContainerRecord) -> tuple[str, bool]:
@@ -336,7 +343,7 @@ class ContainerService:
             self._schedule_restart(container_id, delay)
             return
         if new.status is Status.EXITED:
-            self._cleanup_after_exit(record)
+            self._cleanup_after_exit(record, runtime_delete=bool(result.get("lost")))
             if record.host_config.auto_remove:
                 threading.Thread(target=self._auto_remove, args=(container_id,), daemon=True).start()
 
@@ -382,11 +389,13 @@ class ContainerService:
         except KetchError as exc:
             log.warning("auto-remove of %s failed: %s", container_id[:12], exc)
 
-    def _cleanup_after_exit(self, record: ContainerRecord) -> None:
-        """Unmount the rootfs and make sure the runtime forgot the container (the monitor deletes it too)."""
+    def _cleanup_after_exit(self, record: ContainerRecord, *, runtime_delete: bool = True) -> None:
+        """Unmount the rootfs; ``runtime_delete`` makes sure the runtime forgot the container, which a monitor
+        that saw the exit has already done (it runs ``delete`` itself)."""
         paths = self.paths(record.id)
-        with contextlib.suppress(KetchError):
-            self._run_runtime(record.host_config, "delete", "--force", record.id)
+        if runtime_delete:
+            with contextlib.suppress(KetchError):
+                self._run_runtime(record.host_config, "delete", "--force", record.id)
         with contextlib.suppress(KetchError, OSError):
             unmount_rootfs(paths.rootfs)
 
@@ -589,7 +598,7 @@ class ContainerService:
                     raise SystemFailure(f"Could not kill running container {cid}, cannot remove")
             self._apply(cid, Event.FORCE_REMOVE if force else Event.REMOVE)
             try:
-                self._cleanup_after_exit(record)
+                self._cleanup_after_exit(record, runtime_delete=state.status is Status.DEAD)
                 self._purge(cid)
             except (KetchError, OSError) as exc:
                 with contextlib.suppress(KetchError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ketch.common.errors import InvalidArgument
@@ -305,6 +305,8 @@ def _namespaces(record: ContainerRecord, inputs: SpecInputs) -> list[dict[str, A
 def build_spec(record: ContainerRecord, inputs: SpecInputs) -> dict[str, Any]:
     """The whole config.json for ``record``'s container."""
     config, host = record.config, record.host_config
+    if host.network_mode == "host" and not inputs.host_network:
+        inputs = replace(inputs, host_network=True)
     hostname = config.hostname or record.id[:12]
     process = build_process(
         record, inputs.rootfs,

@@ -50,7 +50,7 @@ def reconcile(service: ContainerService) -> dict[str, int]:
                 try:
                     result = service.read_exit(cid)
                 except KetchError:
-                    result = {"exit_code": 255, "oom_killed": False}
+                    result = {"exit_code": 255, "oom_killed": False, "lost": True}
                 service.record_exit(cid, result)
                 counts["exited"] += 1
             elif state.status is Status.RESTARTING:

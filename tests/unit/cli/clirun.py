@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ketch.cli.main import main
 
@@ -31,8 +32,9 @@ class Result:
     raw_out: bytes
 
 
-def run(socket: Path, *argv: str, stdin: str = "") -> Result:
+def run(socket: Path, *argv: str, stdin: str = "", stdin_stream: Any = None) -> Result:
     out, err = _Out(), _Out()
-    status = main(["-H", f"unix://{socket}", *argv], stdin=io.StringIO(stdin), stdout=out, stderr=err)
+    source = stdin_stream if stdin_stream is not None else io.StringIO(stdin)
+    status = main(["-H", f"unix://{socket}", *argv], stdin=source, stdout=out, stderr=err)
     raw = out.value()
     return Result(status, raw.decode(errors="replace"), err.value().decode(), raw)

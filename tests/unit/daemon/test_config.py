@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,11 +27,25 @@ def write(tmp_path: Path, obj: object) -> str:
 
 def test_defaults() -> None:
     config = load_config([])
-    assert config == DaemonConfig(
+    assert replace(config, runtimes=(), init_path="") == DaemonConfig(
         data_root="/var/lib/ketch", exec_root="/run/ketch", hosts=("unix:///run/ketch/ketch.sock",),
-        pidfile="/run/ketch/ketchd.pid", log_level="info",
+        pidfile="/run/ketch/ketchd.pid", log_level="info", runtimes=(),
     )  # fmt: skip
     assert config.logging_level == "INFO"
+    assert config.default_runtime == "ketch-runtime"
+    assert {name for name, _ in config.runtimes} == {"ketch-runtime", "runc", "crun"}
+
+
+def test_runtimes(tmp_path: Path) -> None:
+    path = write(tmp_path, {"runtimes": {"mine": {"path": "/opt/mine"}}, "default-runtime": "mine"})
+    config = load_config(["--config-file", path, "--add-runtime", "other=/opt/other"])
+    assert dict(config.runtimes)["mine"] == "/opt/mine"
+    assert dict(config.runtimes)["other"] == "/opt/other"
+    assert config.default_runtime == "mine"
+    with pytest.raises(InvalidArgument, match="NAME=PATH"):
+        load_config(["--add-runtime", "broken"])
+    with pytest.raises(InvalidArgument, match="not a configured runtime"):
+        load_config(["--default-runtime", "nosuch"])
 
 
 def test_file_then_flags(tmp_path: Path) -> None:

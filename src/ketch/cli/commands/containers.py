@@ -198,17 +198,17 @@ def _attach_session(
         ResizeMonitor,
         Session,
         binary_writer,
+        console_size,
         is_terminal,
         raw_terminal,
-        terminal_size,
     )
 
     client = cli.client()
     tty = bool(config.get("Tty"))
-    if tty and is_terminal(cli.stdout):
+    if tty and (is_terminal(cli.stdout) or is_terminal(cli.stdin)):
         monitor = ResizeMonitor(
             lambda h, w: client.resize_container(container_id, h, w),
-            lambda: terminal_size(cli.stdout),
+            lambda: console_size(cli.stdout, cli.stdin),
             cli.stderr,
         )
         monitor.start()
@@ -252,6 +252,7 @@ def _start_attached(cli: Cli, args: argparse.Namespace) -> int:
         hijacked = stack.enter_context(client.attach(container_id, stdin=stdin, detach_keys=keys))
         pending = client.begin_wait(container_id, "removed" if auto_remove else "next-exit")
         stack.callback(pending.close)
+        pending.ready()
         try:
             client.start_container(container_id)
         except KetchError as exc:

@@ -57,9 +57,9 @@ def exec_command(cli: Cli, args: argparse.Namespace) -> int:
         ResizeMonitor,
         Session,
         binary_writer,
+        console_size,
         is_terminal,
         raw_terminal,
-        terminal_size,
     )
     from ketch.client.http import DaemonUnreachable
 
@@ -81,7 +81,9 @@ def exec_command(cli: Cli, args: argparse.Namespace) -> int:
         hijacked = stack.enter_context(client.exec_attach(exec_id, tty=tty))
         if tty and is_terminal(cli.stdin):
             monitor = ResizeMonitor(
-                lambda h, w: client.exec_resize(exec_id, h, w), lambda: terminal_size(cli.stdout), cli.stderr
+                lambda h, w: client.exec_resize(exec_id, h, w),
+                lambda: console_size(cli.stdout, cli.stdin),
+                cli.stderr,
             )
             monitor.start()
             stack.callback(monitor.stop)

@@ -56,9 +56,9 @@ def detach_keys(cli: Cli, flag: str | None) -> str:
 def build_request(cli: Cli, args: argparse.Namespace, command: str) -> CreateRequest:
     from ketch.cli.containerconfig import ConfigError, FlagError, build_create
     from ketch.cli.main import CommandError
-    from ketch.cli.session import terminal_size
+    from ketch.cli.session import console_size
 
-    size = terminal_size(cli.stdout) if args.tty else (0, 0)
+    size = console_size(cli.stdout, cli.stdin) if args.tty else (0, 0)
     try:
         return build_create(args, console_size=size)
     except FlagError as exc:
@@ -173,9 +173,9 @@ def _start_and_attach(
         Session,
         SignalProxy,
         binary_writer,
+        console_size,
         is_terminal,
         raw_terminal,
-        terminal_size,
     )
     from ketch.common.errors import KetchError
 
@@ -197,8 +197,11 @@ def _start_and_attach(
                 container_id, stdin=stdin, stdout=stdout, stderr=stderr, detach_keys=keys
             )
             stack.callback(hijacked.close)
+        # Like docker, wait before starting; unlike docker, take the answer's headers first, so the daemon
+        # is watching before the container can exit (a next-exit wait registered after the exit never ends).
         wait = client.begin_wait(container_id, "removed" if auto_remove else "next-exit")
         stack.callback(wait.close)
+        wait.ready()
         try:
             client.start_container(container_id)
         except KetchError as exc:
@@ -210,10 +213,10 @@ def _start_and_attach(
                 with contextlib.suppress(KetchError):
                     wait.result().read()  # docker waits for the removal before giving up
             raise CommandError("", start_status(text)) from None
-        if hijacked is not None and tty and is_terminal(cli.stdout):
+        if hijacked is not None and tty and (is_terminal(cli.stdout) or is_terminal(cli.stdin)):
             monitor = ResizeMonitor(
                 lambda h, w: client.resize_container(container_id, h, w),
-                lambda: terminal_size(cli.stdout),
+                lambda: console_size(cli.stdout, cli.stdin),
                 cli.stderr,
             )
             monitor.start()
