@@ -51,7 +51,9 @@ def timed(fn: Callable[[], object]) -> float:
 def run(argv: list[str], env: dict[str, str]) -> None:
     done = subprocess.run(argv, env=env, capture_output=True, timeout=120, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.decode(errors='replace')}")
+        raise RuntimeError(
+            f"{' '.join(argv)} exited {done.returncode}: {done.stderr.decode(errors='replace')}"
+        )
 
 
 def http_roundtrip(sock_path: str, path: str, *, keep: socket.socket | None = None) -> float:
@@ -153,7 +155,7 @@ def main() -> int:
                     continue
                 try:
                     results.setdefault(name, []).append(timed(fn))
-                except Exception as exc:  # noqa: BLE001 - reported, the rest is measured
+                except Exception as exc:
                     errors[name] = str(exc).splitlines()[0][:200]
         for label, sock in (("dockerd", str(dockerd.sock)), ("ketchd", str(ketchd.socket))):
             for path in ("/_ping", "/v1.41/containers/json?all=1"):
@@ -190,7 +192,10 @@ def main() -> int:
         dockerd.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    table = {name: {"median_ms": round(statistics.median(v) * 1000, 2), "runs": len(v)} for name, v in results.items()}
+    table = {
+        name: {"median_ms": round(statistics.median(v) * 1000, 2), "runs": len(v)}
+        for name, v in results.items()
+    }
 
     def ratio(ketch_name: str, docker_name: str) -> float | None:
         if ketch_name in table and docker_name in table:
@@ -205,10 +210,13 @@ def main() -> int:
     }  # fmt: skip
     for kind in ("new connection", "keep-alive"):
         for path in ("/_ping", "/v1.41/containers/json"):
-            ratios[f"GET {path} {kind}"] = ratio(f"GET {path} {kind} (ketchd)", f"GET {path} {kind} (dockerd)")
+            ratios[f"GET {path} {kind}"] = ratio(
+                f"GET {path} {kind} (ketchd)", f"GET {path} {kind} (dockerd)"
+            )
     if "ketchd" in memory and "dockerd" in memory and memory["dockerd"]["pss_mib_per_container"]:
         ratios["monitor PSS per container"] = round(
-            memory["ketchd"]["pss_mib_per_container"] / memory["dockerd"]["pss_mib_per_container"], 2)
+            memory["ketchd"]["pss_mib_per_container"] / memory["dockerd"]["pss_mib_per_container"], 2
+        )
     print(f"{'case':48} {'median ms':>10}")
     for name, row in table.items():
         print(f"{name:48} {row['median_ms']:>10.2f}")
@@ -220,8 +228,12 @@ def main() -> int:
         print("\nerrors:", json.dumps(errors, indent=1))
     out_dir = REPO / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
-    (out_dir / "engine.json").write_text(json.dumps(
-        {"table": table, "memory": memory, "ratios": ratios, "errors": errors, "rounds": args.rounds}, indent=1))
+    (out_dir / "engine.json").write_text(
+        json.dumps(
+            {"table": table, "memory": memory, "ratios": ratios, "errors": errors, "rounds": args.rounds},
+            indent=1,
+        )
+    )
     return 0
 
 

@@ -1,6 +1,6 @@
 """Write a busybox base image as a rootfs tarball, made locally from Debian's busybox-static (no registry).
 
-    python scripts/base_image.py OUT.tar      then    ketch import OUT.tar busybox:local
+python scripts/base_image.py OUT.tar      then    ketch import OUT.tar busybox:local
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.fakes.busybox import make_rootfs  # noqa: E402
+from tests.fakes.busybox import make_rootfs
 
 
 def main(out: str) -> int:

@@ -10,14 +10,14 @@ tag, get, list and remove. Errors: the typed exceptions docker-py raises from ke
 
 from __future__ import annotations
 
-import io
-import os
+import gc
 import shutil
 import socket
 import struct
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,21 @@ from tests.interop.ketchd import Ketchd
 docker = pytest.importorskip("docker")
 from docker import errors as derrors  # noqa: E402
 
-pytestmark = pytest.mark.interop
+# docker-py leaves the hijacked sockets of attach and streamed exec/attach calls to the garbage collector
+pytestmark = [pytest.mark.interop, pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
 IMAGE = "busybox:ketch"
 FRAME = struct.Struct(">BxxxL")  # stdcopy header: stream, 3 bytes padding, big-endian length
+BUGS = "see /tmp/bugs-dockerpy.md"
+
+
+@pytest.fixture(autouse=True)
+def _collect_leaked_sockets() -> Iterator[None]:
+    """Collect docker-py's leaked sockets here, not in some later module's test where warnings are errors."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +109,9 @@ def test_run_attached_returns_output(client: Any, name: str) -> None:
     out = client.containers.run(IMAGE, ["sh", "-c", "echo out; echo err >&2"], name=name)
     assert out == b"out\n"  # docker-py asks for stdout only by default
     client.containers.get(name).remove()
-    both = client.containers.run(IMAGE, ["sh", "-c", "echo out; sleep 0.1; echo err >&2"], stderr=True, remove=True)
+    both = client.containers.run(
+        IMAGE, ["sh", "-c", "echo out; sleep 0.1; echo err >&2"], stderr=True, remove=True
+    )
     assert both == b"out\nerr\n"
     assert name not in _names(client)
 
@@ -158,7 +171,7 @@ def test_run_detached_inspect_and_lifecycle(client: Any, name: str) -> None:
     assert host["Memory"] == 64 << 20 and host["MemorySwap"] == 128 << 20 and host["CpuShares"] == 512
 
     started = time.monotonic()
-    container.stop(timeout=1)  # sleep ignores nothing: SIGTERM ends pid 1? no: pid 1 ignores it, so SIGKILL
+    container.stop(timeout=1)  # sleep as pid 1 has no SIGTERM handler, so the kernel ignores it: SIGKILL
     assert time.monotonic() - started < 10
     assert container.wait(timeout=10)["StatusCode"] == 137
     container.reload()
@@ -167,25 +180,61 @@ def test_run_detached_inspect_and_lifecycle(client: Any, name: str) -> None:
     assert name not in _names(client)
 
 
+def _wait_log(container: Any, text: bytes, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in container.logs():
+        assert time.monotonic() < deadline, f"{container.name} never printed {text!r}"
+        time.sleep(0.05)
+
+
 def test_create_start_kill_remove(client: Any, name: str) -> None:
-    container = client.containers.create(IMAGE, ["sh", "-c", "trap 'exit 7' USR1; while :; do sleep 0.1; done"],
-                                         name=name)  # fmt: skip
+    script = "trap 'exit 7' USR1; echo ready; while :; do sleep 0.1; done"
+    container = client.containers.create(IMAGE, ["sh", "-c", script], name=name)
     assert container.status == "created"
-    assert container.attrs["State"]["Status"] == "created"
+    assert container.attrs["State"]["Status"] == "created" and container.attrs["State"]["Pid"] == 0
     container.start()
-    _wait_status(container, "running")
-    time.sleep(0.3)  # let the shell set its trap
+    _wait_log(container, b"ready\n")  # the trap is set
+    container.reload()
+    assert container.status == "running"
     container.kill(signal="SIGUSR1")
     assert container.wait(timeout=10) == {"Error": None, "StatusCode": 7}
     container.reload()
-    assert container.attrs["State"]["ExitCode"] == 7
-    container.start()  # an exited container starts again
-    _wait_status(container, "running")
-    container.kill()
-    assert container.wait(timeout=10)["StatusCode"] == 137
+    assert container.status == "exited" and container.attrs["State"]["ExitCode"] == 7
     container.remove(v=True)
     with pytest.raises(derrors.NotFound):
         container.reload()
+
+
+@pytest.mark.xfail(
+    strict=True, reason=f"start right after an exit races the exit's rootfs unmount ({BUGS} #1)"
+)
+def test_start_again_right_after_exit(client: Any, name: str) -> None:
+    container = client.containers.run(IMAGE, ["echo", "again"], name=name, detach=True)
+    failures = []
+    for _ in range(15):  # the race is lost about one time in three
+        assert container.wait(timeout=10)["StatusCode"] == 0
+        try:
+            container.start()
+        except derrors.APIError as exc:
+            failures.append(exc.explanation)
+            time.sleep(1)
+            container.start()
+    assert container.wait(timeout=10)["StatusCode"] == 0
+    assert not failures, failures
+    assert container.logs() == b"again\n" * 16
+
+
+@pytest.mark.xfail(strict=True, reason=f"attach to an exited container ends at once ({BUGS} #2)")
+def test_attach_then_start_exited_container(client: Any, name: str) -> None:
+    container = client.containers.run(IMAGE, ["sh", "-c", "sleep 0.3; echo run"], name=name, detach=True)
+    assert container.wait(timeout=10)["StatusCode"] == 0
+    time.sleep(1)  # clear of the exit clean-up (#1)
+    sock = container.attach_socket(params={"stdout": 1, "stderr": 1, "stream": 1})
+    try:
+        container.start()  # `docker start -a` does this: the new run's output comes on the attach
+        assert _read_frames(sock._sock, b"run\n")[1] == b"run\n"
+    finally:
+        sock.close()
 
 
 def test_logs_follow_while_writing(client: Any, name: str) -> None:
@@ -205,10 +254,19 @@ def test_logs_follow_while_writing(client: Any, name: str) -> None:
     assert first_at is not None and first_at < 0.8  # the first line arrived while the container still ran
     assert container.wait(timeout=10)["StatusCode"] == 0
     assert container.logs(stdout=False, stderr=True) == b"e1\ne2\ne3\ne4\ne5\n"
-    assert container.logs(tail=2) == b"line5\ne5\n"  # as in moby, tail counts entries of both streams
-    assert container.logs(tail=2, stderr=False) == b"line5\n"
+    assert container.logs(tail=2) == b"line5\ne5\n"
     stamped = container.logs(timestamps=True, stderr=False).splitlines()
     assert len(stamped) == 5 and all(line.split(b" ", 1)[0].endswith(b"Z") for line in stamped)
+
+
+@pytest.mark.xfail(strict=True, reason=f"tail is applied after the stream selection ({BUGS} #3)")
+def test_logs_tail_counts_entries_of_both_streams(client: Any, name: str) -> None:
+    """moby reads the last ``tail`` entries of the log, then drops the streams not asked for."""
+    container = client.containers.run(IMAGE, ["sh", "-c", "echo o1; echo o2; sleep 0.1; echo e1 >&2"],
+                                      name=name, detach=True)  # fmt: skip
+    assert container.wait(timeout=10)["StatusCode"] == 0
+    assert container.logs(tail=2) == b"o2\ne1\n"
+    assert container.logs(tail=1, stderr=False) == b""
 
 
 # ---- exec -----------------------------------------------------------------------------------------------
@@ -221,7 +279,9 @@ def sleeper(client: Any, name: str) -> Any:
 
 
 def test_exec_run(sleeper: Any) -> None:
-    result = sleeper.exec_run(["sh", "-c", "echo hello; echo $FROM $EXTRA; pwd; id -u"], environment={"EXTRA": "x"})
+    result = sleeper.exec_run(
+        ["sh", "-c", "echo hello; echo $FROM $EXTRA; pwd; id -u"], environment={"EXTRA": "x"}
+    )
     assert result.exit_code == 0
     assert result.output == b"hello\nctr x\n/tmp\n0\n"
     assert sleeper.exec_run(["sh", "-c", "exit 5"]).exit_code == 5
@@ -242,8 +302,18 @@ def test_exec_run(sleeper: Any) -> None:
     code, out = sleeper.exec_run(["sh", "-c", "tty; echo $TERM"], tty=True)
     assert code == 0 and out.replace(b"\r\n", b"\n").split(b"\n")[1] == b"xterm"
 
+
+def test_exec_start_failures_come_on_the_stream(sleeper: Any) -> None:
+    """As in moby: past the hijack, a start that fails writes its error as output; the exit code is 126."""
+    unknown = sleeper.exec_run(["id"], user="nosuchuser")
+    assert unknown == (126, b"unable to find user nosuchuser: no matching entries in passwd file\r\n")
     missing = sleeper.exec_run(["/no/such/binary"])
-    assert missing.exit_code in (126, 127)
+    assert missing.exit_code == 126
+    assert missing.output.startswith(b"OCI runtime exec failed: ") and missing.output.endswith(b"\r\n")
+    assert b"/no/such/binary" in missing.output and b" level=error " not in missing.output
+    assert sleeper.exec_run(["pwd"], workdir="/no/such/dir").exit_code == 126
+    code, out = sleeper.exec_run(["id"], user="nosuchuser", tty=True)  # no frames with a tty
+    assert (code, out) == (126, b"unable to find user nosuchuser: no matching entries in passwd file\r\n")
 
 
 def test_exec_low_level(api: Any, sleeper: Any) -> None:
@@ -251,17 +321,97 @@ def test_exec_low_level(api: Any, sleeper: Any) -> None:
     info = api.exec_inspect(created["Id"])
     assert info["Running"] is False and info["ExitCode"] is None and info["ContainerID"] == sleeper.id
     assert api.exec_start(created["Id"], detach=True) == ""
+    assert api.exec_inspect(created["Id"])["Running"] is True
     deadline = time.monotonic() + 10
     while api.exec_inspect(created["Id"])["ExitCode"] is None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     info = api.exec_inspect(created["Id"])
     assert info["Running"] is False and info["ExitCode"] == 4 and info["Pid"] > 0
-    with pytest.raises(derrors.APIError) as again:
-        api.exec_start(created["Id"])
-    assert again.value.status_code == 409
+    assert info["ProcessConfig"] == {"tty": False, "entrypoint": "sh", "arguments": ["-c", "sleep 0.3; exit 4"],
+                                     "privileged": False, "user": ""}  # fmt: skip
+    with pytest.raises(derrors.APIError) as detached_again:
+        api.exec_start(created["Id"], detach=True)
+    assert detached_again.value.status_code == 409
+    assert "has already run" in str(detached_again.value)
+    assert (
+        api.exec_start(created["Id"]) == f"Error: Exec command {created['Id']} has already run\r\n".encode()
+    )
     with pytest.raises(derrors.NotFound):
         api.exec_inspect("0" * 64)
+    with pytest.raises(derrors.NotFound):
+        api.exec_create("no-such-container", ["true"])
+    with pytest.raises(derrors.APIError) as empty:
+        api.exec_create(sleeper.id, [])
+    assert empty.value.status_code == 400
+
+
+def test_exec_stdin_socket_and_resize(api: Any, sleeper: Any) -> None:
+    created = api.exec_create(sleeper.id, ["cat"], stdin=True)
+    sock = api.exec_start(created["Id"], socket=True)
+    raw = sock._sock
+    try:
+        raw.sendall(b"to exec\n")
+        assert _read_frames(raw, b"to exec\n")[1] == b"to exec\n"
+        raw.shutdown(socket.SHUT_WR)
+        raw.settimeout(10)
+        assert raw.recv(100) == b""  # cat saw the end of its stdin and exited
+    finally:
+        sock.close()
+    deadline = time.monotonic() + 10
+    while api.exec_inspect(created["Id"])["ExitCode"] != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    sized = api.exec_create(sleeper.id, ["sh", "-c", "sleep 0.5; stty size"], tty=True)
+    stream = api.exec_start(sized["Id"], tty=True, stream=True)
+    api.exec_resize(sized["Id"], height=33, width=77)  # sent before the process may even run: it waits for it
+    assert b"".join(stream).strip() == b"33 77"
+
+
+def test_exec_refused_unless_running(client: Any, api: Any, sleeper: Any) -> None:
+    early = api.exec_create(sleeper.id, ["true"])
+    sleeper.pause()
+    try:
+        with pytest.raises(derrors.APIError) as paused:
+            sleeper.exec_run(["true"])
+        assert paused.value.status_code == 409 and "is paused" in str(paused.value)
+        with pytest.raises(derrors.APIError) as paused_start:
+            api.exec_start(early["Id"])
+        assert paused_start.value.status_code == 409
+    finally:
+        sleeper.unpause()
+    assert api.exec_start(early["Id"]) == b""  # a start refused with a status did not use the exec up
+    assert api.exec_inspect(early["Id"])["ExitCode"] == 0 or _exit_code_soon(api, early["Id"]) == 0
+    sleeper.kill()
+    sleeper.wait(timeout=10)
+    with pytest.raises(derrors.APIError) as stopped:
+        sleeper.exec_run(["true"])
+    assert stopped.value.status_code == 409 and "is not running" in str(stopped.value)
+
+
+def _exit_code_soon(api: Any, exec_id: str) -> int | None:
+    deadline = time.monotonic() + 10
+    while (code := api.exec_inspect(exec_id)["ExitCode"]) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return code  # type: ignore[no-any-return]
+
+
+def _bounding_set_is_partial() -> bool:
+    with open("/proc/self/status") as f:
+        bounding = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
+    return bounding != (1 << (last + 1)) - 1
+
+
+@pytest.mark.xfail(_bounding_set_is_partial(), strict=True,
+                   reason=f"privileged asks for capabilities outside ketchd's bounding set ({BUGS} #4)")  # fmt: skip
+def test_exec_privileged(sleeper: Any) -> None:
+    plain = sleeper.exec_run(["sh", "-c", "grep CapEff /proc/self/status"])
+    privileged = sleeper.exec_run(["sh", "-c", "grep CapEff /proc/self/status"], privileged=True)
+    assert plain.exit_code == 0 and privileged.exit_code == 0, privileged.output
+    assert int(privileged.output.split()[1], 16) > int(plain.output.split()[1], 16)
 
 
 # ---- attach ---------------------------------------------------------------------------------------------
@@ -299,7 +449,9 @@ def test_attach_low_level_logs_stream(api: Any, client: Any, name: str) -> None:
 
 
 def test_list_filters(client: Any, name: str) -> None:
-    running = client.containers.run(IMAGE, ["sleep", "300"], name=name, detach=True, labels={"dp-list": "run"})
+    running = client.containers.run(
+        IMAGE, ["sleep", "300"], name=name, detach=True, labels={"dp-list": "run"}
+    )
     exited = client.containers.run(IMAGE, ["true"], name=name + "-x", detach=True, labels={"dp-list": "done"})
     try:
         assert exited.wait(timeout=10)["StatusCode"] == 0
@@ -356,7 +508,9 @@ def test_errors(client: Any, api: Any, name: str) -> None:
     assert bad_signal.value.status_code == 400
 
     url = api._url("/containers/create")
-    answer = api._post(url, data=b'{"Image": "busybox:ketch", "Cmd": ["true"', headers={"Content-Type": "application/json"})
+    answer = api._post(
+        url, data=b'{"Image": "busybox:ketch", "Cmd": ["true"', headers={"Content-Type": "application/json"}
+    )
     assert answer.status_code == 400, answer.text
     assert "message" in answer.json()
     answer = api._post(url, data=b"[1, 2]", headers={"Content-Type": "application/json"})
@@ -416,8 +570,9 @@ def registry(busybox_rootfs: Path) -> Iterator[str]:
             pytest.skip(str(exc))
         try:
             reg.make_oci_layout(work / "layout", busybox_rootfs, "t1")
-            proc = reg.skopeo("copy", "--dest-tls-verify=false", f"oci:{work / 'layout'}:t1",
-                              f"docker://{registry.address}/dp/bb:t1", policy=reg.write_policy(work / "policy.json"))  # fmt: skip
+            policy = reg.write_policy(work / "policy.json")
+            source, target = f"oci:{work / 'layout'}:t1", f"docker://{registry.address}/dp/bb:t1"
+            proc = reg.skopeo("copy", "--dest-tls-verify=false", source, target, policy=policy)
             assert proc.returncode == 0, proc.stderr
             yield registry.address
         finally:
@@ -454,6 +609,3 @@ def test_run_pulls_nothing_for_local_image_and_io_run(client: Any) -> None:
     """containers.run of a local image does not pull; output with a tty is raw."""
     out = client.containers.run(IMAGE, ["sh", "-c", "printf 'x\\ny'"], tty=True, remove=True)
     assert out == b"x\r\ny"
-
-
-_ = (io, os)

@@ -34,8 +34,18 @@ DEFAULT_EXEC_ROOT = "/run/ketch"
 LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING", "error": "ERROR",
               "fatal": "CRITICAL"}  # fmt: skip
 
-_STRINGS = ("data-root", "exec-root", "pidfile", "log-level", "tlscacert", "tlscert", "tlskey", "default-runtime",
-            "log-driver", "init-path")
+_STRINGS = (
+    "data-root",
+    "exec-root",
+    "pidfile",
+    "log-level",
+    "tlscacert",
+    "tlscert",
+    "tlskey",
+    "default-runtime",
+    "log-driver",
+    "init-path",
+)
 _OBJECTS = ("runtimes",)
 _LISTS = ("hosts", "insecure-registries")
 _BOOLS = ("tls", "tlsverify")
@@ -51,7 +61,11 @@ class DaemonConfig:
     insecure_registries: tuple[str, ...] = ()
     tls: TLSFiles | None = None
     config_file: str | None = None
-    runtimes: tuple[tuple[str, str], ...] = (("ketch-runtime", "ketch-runtime"), ("runc", "runc"), ("crun", "crun"))
+    runtimes: tuple[tuple[str, str], ...] = (
+        ("ketch-runtime", "ketch-runtime"),
+        ("runc", "runc"),
+        ("crun", "crun"),
+    )
     default_runtime: str = "ketch-runtime"
     log_driver: str = "json-file"
     init_path: str = ""
@@ -83,7 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--insecure-registry", action="append", dest="insecure_registries", help="registry to reach over HTTP"
     )
-    parser.add_argument("--add-runtime", action="append", dest="add_runtime", help="NAME=PATH of an OCI runtime")
+    parser.add_argument(
+        "--add-runtime", action="append", dest="add_runtime", help="NAME=PATH of an OCI runtime"
+    )
     parser.add_argument("--default-runtime", help="the OCI runtime containers use (default ketch-runtime)")
     parser.add_argument("--log-driver", help="default log driver: json-file or none")
     parser.add_argument("--init-path", help="the docker-init (tini) binary for --init")
@@ -129,8 +145,13 @@ def read_config_file(path: str, *, required: bool) -> dict[str, Any]:
             raise InvalidArgument(f"config file {path}: unknown key {key!r}")
         if not ok:
             kind = (
-                "a string" if key in _STRINGS else "a list of strings" if key in _LISTS else
-                "an object" if key in _OBJECTS else "true or false"
+                "a string"
+                if key in _STRINGS
+                else "a list of strings"
+                if key in _LISTS
+                else "an object"
+                if key in _OBJECTS
+                else "true or false"
             )
             raise InvalidArgument(f"config file {path}: {key!r} must be {kind}, not {value!r}")
     return obj

@@ -12,6 +12,7 @@ failure half-way leaves the old state, and the next start of ketchd reconciles w
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import shutil
@@ -28,7 +29,7 @@ from ketch.common.errors import Conflict, InvalidArgument, KetchError, NotFound,
 from ketch.common.ids import generate_id
 from ketch.common.units import parse_size
 from ketch.engine import lifecycle, ocispec
-from ketch.engine.db import Container, Database
+from ketch.engine.db import Container, ContainerFilters, Database
 from ketch.engine.etc_files import write_etc_files
 from ketch.engine.events import EventBus
 from ketch.engine.layout import ContainerPaths, EngineSettings
@@ -47,7 +48,9 @@ __all__ = ["ContainerService", "Spawner"]
 log = logging.getLogger("ketch.engine")
 
 Spawner = Callable[[MonitorConfig], Spawned]
-StartHook = Callable[[str, bool], None]  # (shim state dir, tty), called between the monitor's create and start
+StartHook = Callable[
+    [str, bool], None
+]  # (shim state dir, tty), called between the monitor's create and start
 _KILL_WAIT = 30.0  # after SIGKILL, how long stop/rm wait for the exit before giving up
 
 
@@ -131,9 +134,25 @@ class ContainerService:
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SystemFailure(f"{argv[0]} {args[0]}: {exc}") from None
         if done.returncode != 0:
-            detail = done.stderr.decode(errors="replace").strip() or done.stdout.decode(errors="replace").strip()
+            detail = (
+                done.stderr.decode(errors="replace").strip() or done.stdout.decode(errors="replace").strip()
+            )
             raise SystemFailure(f"{argv[0]} {args[0]} failed: {detail}")
         return done.stdout.decode(errors="replace")
+
+    # ---- hooks for the image service ----------------------------------------------------------------------
+
+    def containers_using(self, image_id: str) -> list[str]:
+        with self._lock:
+            return [
+                c.record.id for c in self.db.list_containers(ContainerFilters(all=True, ancestor=frozenset({image_id})))
+            ]
+
+    def is_running(self, container_id: str) -> bool:
+        try:
+            return lifecycle.is_running(self._state(container_id).status)
+        except NotFound:
+            return False
 
     # ---- create -----------------------------------------------------------------------------------------
 
@@ -266,7 +285,7 @@ class ContainerService:
             raise
         marks.append(time.perf_counter())
         log.debug("start of %s: prepare %.1f ms, monitor and create %.1f ms, attach %.1f ms, start %.1f ms",
-                  cid[:12], *((b - a) * 1000 for a, b in zip(marks, marks[1:], strict=False)),
+                  cid[:12], *((b - a) * 1000 for a, b in itertools.pairwise(marks)),
                   (time.perf_counter() - marks[-1]) * 1000)  # fmt: skip
         return spawned
 
@@ -274,8 +293,7 @@ class ContainerService:
         mode = record.host_config.network_mode
         if mode == "host":
             return "", True
-        kind, _, target = mode.partition(":")
-        if kind == "container":
+        if mode.startswith("container:"):
             return self._joined_ns(mode, "net"), False
         return "", False
 
@@ -347,15 +365,17 @@ class ContainerService:
             if record.host_config.auto_remove:
                 threading.Thread(target=self._auto_remove, args=(container_id,), daemon=True).start()
 
-    def _restart_decision(self, record: ContainerRecord, state: ContainerState, code: int) -> tuple[bool, float]:
+    def _restart_decision(
+        self, record: ContainerRecord, state: ContainerState, code: int
+    ) -> tuple[bool, float]:
         """moby restartmanager: whether the policy restarts it, and after which back-off (100 ms doubling,
         reset when the container ran for 10 s or more)."""
         policy = record.host_config.restart_policy
         if self._closing or state.manually_stopped or policy.is_none:
             return False, 0.0
-        if policy.name == "on-failure":
-            if code == 0 or (policy.maximum_retry_count and state.restart_count >= policy.maximum_retry_count):
-                return False, 0.0
+        limit = policy.maximum_retry_count
+        if policy.name == "on-failure" and (code == 0 or (limit and state.restart_count >= limit)):
+            return False, 0.0
         ran = (time.time_ns() - state.started_at) / 1e9
         count = 0 if ran >= 10 else state.restart_count
         return True, min(0.1 * (2**count), 60.0)
@@ -504,13 +524,13 @@ class ContainerService:
         if state.status is Status.PAUSED:
             with contextlib.suppress(KetchError):
                 self._run_runtime(record.host_config, "resume", cid)
-        if timeout < 0 or not self.wait_exit(cid, generation, timeout if timeout >= 0 else None):
-            if signum != 9:
-                self.publish(record, "kill", signal="9")
-                with contextlib.suppress(SystemFailure):
-                    self._signal(cid, 9)
-                if not self.wait_exit(cid, generation, _KILL_WAIT):
-                    raise SystemFailure(f"container {cid} did not exit {_KILL_WAIT:.0f}s after SIGKILL")
+        # a negative timeout waits for as long as it takes, as docker's -t -1 does
+        if not self.wait_exit(cid, generation, None if timeout < 0 else timeout):
+            self.publish(record, "kill", signal="9")
+            with contextlib.suppress(SystemFailure):
+                self._signal(cid, 9)
+            if not self.wait_exit(cid, generation, _KILL_WAIT):
+                raise SystemFailure(f"container {cid} did not exit {_KILL_WAIT:.0f}s after SIGKILL")
         self.publish(record, "stop")
 
     def restart(self, ref: str, timeout: int | None = None, signal_text: str = "") -> None:
@@ -624,8 +644,6 @@ class ContainerService:
             self.db.delete(cid)
 
     def prune(self, until_ns: int = 0, labels: tuple[str, ...] = ()) -> tuple[list[str], int]:
-        from ketch.engine.db import ContainerFilters
-
         with self._lock:
             stopped = self.db.list_containers(ContainerFilters(all=True, status=frozenset(
                 {Status.EXITED, Status.CREATED, Status.DEAD}), label=labels))  # fmt: skip

@@ -504,15 +504,27 @@ def _state(row: Sequence[Any]) -> ContainerState:
     )
 
 
+_CONFIGS: dict[str, tuple[ContainerConfig, HostConfig]] = {}  # config_json -> decoded; records are frozen
+_CONFIGS_MAX = 4096
+
+
+def _configs(config_json: str) -> tuple[ContainerConfig, HostConfig]:
+    """Decoding a stored config is most of what listing containers costs; the same JSON decodes the same."""
+    found = _CONFIGS.get(config_json)
+    if found is None:
+        body = json.loads(config_json)
+        found = (ContainerConfig.from_api(body["Config"]), HostConfig.from_api(body["HostConfig"], host=None))
+        if len(_CONFIGS) >= _CONFIGS_MAX:
+            _CONFIGS.clear()
+        _CONFIGS[config_json] = found
+    return found
+
+
 def _container(row: Sequence[Any]) -> Container:
     container_id, name, image_id, created_at, config_json = row[:5]
-    body = json.loads(config_json)
+    config, host_config = _configs(config_json)
     record = ContainerRecord(
-        id=container_id,
-        name=name,
-        image_id=image_id,
-        created_at=created_at,
-        config=ContainerConfig.from_api(body["Config"]),
-        host_config=HostConfig.from_api(body["HostConfig"], host=None),
-    )
+        id=container_id, name=name, image_id=image_id, created_at=created_at, config=config,
+        host_config=host_config,
+    )  # fmt: skip
     return Container(record, _state(row[5:]))

@@ -3,6 +3,11 @@
 Like moby, execs live in memory only: a restart of ketchd forgets them (the processes keep running under the
 monitor). An exec runs with the container's environment plus its own, the container's user unless it names
 one, and the container's capabilities (all of them with ``Privileged``).
+
+Starting is in two steps, as in moby: :meth:`ExecService.startable` checks what moby's ``ExecExists`` checks
+(the exec exists, its container runs and is not paused), whose refusals are HTTP answers; :meth:`prepare` then
+claims the exec and writes its process, and its errors (already run, unknown user) come after the connection
+is hijacked, as text on the stream. An exec that fails to start is done, with exit code 126.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class ExecInstance:
     exit_code: int | None = None
     pid: int = 0
     done: threading.Event = field(default_factory=threading.Event)
+    launched: threading.Event = field(default_factory=threading.Event)  # running, or failed to start
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -133,19 +139,31 @@ class ExecService:
 
     def ids_for(self, container_id: str) -> list[str]:
         with self._lock:
-            return [e.id for e in self._execs.values() if e.container_id == container_id and not e.done.is_set()]
+            return [
+                e.id for e in self._execs.values() if e.container_id == container_id and not e.done.is_set()
+            ]
 
-    def prepare(self, exec_id: str, *, detach: bool, tty: bool | None) -> tuple[ExecInstance, str, dict[str, Any]]:
-        """Check the exec may start, write its OCI process file; returns (exec, shim state dir, exec request)."""
+    def startable(self, exec_id: str) -> ExecInstance:
+        """The exec, if it exists and its container runs (moby's ExecExists): NotFound or Conflict otherwise."""
         instance = self.get(exec_id)
+        container = self.containers.get(instance.container_id)
+        lifecycle.transition(container.state.status, Event.EXEC, container.record.id)
+        return instance
+
+    def prepare(
+        self, exec_id: str, *, detach: bool, tty: bool | None
+    ) -> tuple[ExecInstance, str, dict[str, Any]]:
+        """Claim the exec and write its OCI process file; returns (exec, shim state dir, exec request)."""
+        instance = self.startable(exec_id)
         with self._lock:
-            if instance.started:
+            if instance.exit_code is not None:
                 raise Conflict(f"Error: Exec command {exec_id} has already run")
+            if instance.started:
+                raise Conflict(f"Error: Exec command {exec_id} is already running")
             instance.started = True
         container = self.containers.get(instance.container_id)
         cid = container.record.id
         try:
-            lifecycle.transition(container.state.status, Event.EXEC, cid)
             if tty is not None:
                 instance.tty = tty
             record = container.record
@@ -165,8 +183,7 @@ class ExecService:
             process_path = os.path.join(paths.state_dir, f"exec-{exec_id}.process.json")
             atomic_write(process_path, fastjson.dumps(process).encode(), mode=0o600, durable=False)
         except BaseException:
-            with self._lock:
-                instance.started = False
+            self.failed(instance)
             raise
         request = {
             "op": "exec", "id": exec_id, "process": process_path, "tty": instance.tty,
@@ -179,10 +196,19 @@ class ExecService:
     def started(self, instance: ExecInstance, pid: int) -> None:
         instance.pid = pid
         instance.running = True
+        instance.launched.set()
+
+    def failed(self, instance: ExecInstance) -> None:
+        """The exec could not start: done, with moby's exit code 126 (no exec_die: nothing ran)."""
+        instance.running = False
+        instance.exit_code = 126
+        instance.launched.set()
+        instance.done.set()
 
     def finished(self, instance: ExecInstance, exit_code: int) -> None:
         instance.running = False
         instance.exit_code = exit_code
+        instance.launched.set()
         instance.done.set()
         record = self.containers.get(instance.container_id).record
         self.containers.publish(record, "exec_die", execID=instance.id, exitCode=str(exit_code))

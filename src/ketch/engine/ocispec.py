@@ -162,7 +162,9 @@ def _mounts(record: ContainerRecord, inputs: SpecInputs) -> list[dict[str, Any]]
         mounts.append({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": opts})
     if host.init:
         if not inputs.init_path:
-            raise InvalidArgument("--init requires a docker-init or tini binary on the host, and none was found")
+            raise InvalidArgument(
+                "--init requires a docker-init or tini binary on the host, and none was found"
+            )
         mounts.append({"destination": INIT_IN_CONTAINER, "type": "bind", "source": inputs.init_path,
                        "options": ["bind", "ro"]})  # fmt: skip
     return mounts
@@ -178,7 +180,9 @@ def _bind_mount(bind: str) -> dict[str, Any]:
     if not source.startswith("/"):
         raise InvalidArgument(f"named volumes are not supported yet: '{bind}'")
     if not dest.startswith("/"):
-        raise InvalidArgument(f"invalid mount config: invalid mount path: '{dest}' mount path must be absolute")
+        raise InvalidArgument(
+            f"invalid mount config: invalid mount path: '{dest}' mount path must be absolute"
+        )
     if not os.path.exists(source):
         os.makedirs(source, exist_ok=True)  # docker creates a missing bind source directory
     options = ["rbind"]
@@ -236,7 +240,11 @@ def _privileged_devices() -> list[dict[str, Any]]:
                 st = os.lstat(path)
             except OSError:
                 continue
-            if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and name not in ("console", "ptmx", "tty"):
+            if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and name not in (
+                "console",
+                "ptmx",
+                "tty",
+            ):
                 out.append(_host_device(path, path, "rwm")[0])
     return out
 
@@ -315,7 +323,8 @@ def build_spec(record: ContainerRecord, inputs: SpecInputs) -> dict[str, Any]:
         user=config.user, cwd=config.working_dir, tty=config.tty,
     )  # fmt: skip
     rlimits = [
-        {"type": "RLIMIT_" + u.name.upper(), "soft": u.soft, "hard": u.hard} for u in host.resources.ulimits or ()
+        {"type": "RLIMIT_" + u.name.upper(), "soft": u.soft, "hard": u.hard}
+        for u in host.resources.ulimits or ()
     ]
     if rlimits:
         process["rlimits"] = rlimits

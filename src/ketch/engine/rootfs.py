@@ -15,7 +15,12 @@ from ketch.sys import linux
 
 __all__ = ["is_mounted", "mount_rootfs", "unmount_rootfs"]
 
-_FLAGS = {"ro": linux.MS_RDONLY, "nosuid": linux.MS_NOSUID, "nodev": linux.MS_NODEV, "noexec": linux.MS_NOEXEC}
+_FLAGS = {
+    "ro": linux.MS_RDONLY,
+    "nosuid": linux.MS_NOSUID,
+    "nodev": linux.MS_NODEV,
+    "noexec": linux.MS_NOEXEC,
+}
 
 
 def is_mounted(path: str) -> bool:

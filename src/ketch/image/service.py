@@ -137,6 +137,12 @@ class ImageService:
             config=self.config,
         )
 
+    def set_container_hooks(self, in_use: Callable[[str], list[str]], running: Callable[[str], bool]) -> None:
+        """Install the engine's hooks once it exists (the daemon builds the image service first)."""
+        self._in_use = in_use
+        self._deleter._in_use = in_use
+        self._deleter._running = running
+
     @property
     def registry(self) -> Registry:
         """The registry client given, or an anonymous RegistryClient made on first use (closed by

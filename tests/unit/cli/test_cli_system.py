@@ -20,7 +20,9 @@ def test_info_server_section_matches_docker(eng: FakeEngine) -> None:
     client, _, server = result.out.partition("\n\n")
     assert client == f"Client:\n Version:    {ketch.__version__}\n Context:    default\n Debug Mode: false"
     assert server == trace_stdout("02-info").partition("\n\n")[2]
-    formatted = run(eng.socket_path, "system", "info", "--format", "{{.ServerVersion}} {{.NCPU}} {{.ClientInfo.Context}}")
+    formatted = run(
+        eng.socket_path, "system", "info", "--format", "{{.ServerVersion}} {{.NCPU}} {{.ClientInfo.Context}}"
+    )
     assert formatted.out == "20.10.24+dfsg1 2 default\n"
 
 
@@ -66,7 +68,9 @@ def test_events_default_format_filters_and_times(eng: FakeEngine) -> None:
     assert template.out.splitlines()[0] == "container create boring_mirzakhani"
     bad = run(eng.socket_path, "events", "--format", "{{.Nope}}")
     assert bad.status == 64
-    assert bad.err.startswith('Error parsing format: template: :1:2: executing "" at <.Nope>: can\'t evaluate')
+    assert bad.err.startswith(
+        'Error parsing format: template: :1:2: executing "" at <.Nope>: can\'t evaluate'
+    )
 
 
 def test_stats_no_stream_matches_docker(eng: FakeEngine) -> None:
@@ -75,7 +79,9 @@ def test_stats_no_stream_matches_docker(eng: FakeEngine) -> None:
     result = run(eng.socket_path, "stats", "--no-stream")
     assert (result.status, result.out) == (0, trace_stdout("24-stats-no-stream"))
     assert eng.lines() == ["GET /containers/json", "GET /containers/f2b7dc6128e2/stats?stream=0"]
-    named = run(eng.socket_path, "container", "stats", "--no-stream", "--format", "{{.Name}} {{.CPUPerc}}", "kv20-d")
+    named = run(
+        eng.socket_path, "container", "stats", "--no-stream", "--format", "{{.Name}} {{.CPUPerc}}", "kv20-d"
+    )
     assert named.out == "kv20-d 0.10%\n"
     as_json = json.loads(run(eng.socket_path, "stats", "--no-stream", "--format", "{{json .}}", "kv20-d").out)
     assert as_json == {"BlockIO": "0B / 0B", "CPUPerc": "0.10%", "Container": "kv20-d", "ID": "f2b7dc6128e2",
@@ -124,9 +130,17 @@ def test_system_df(eng: FakeEngine, df_clock: None) -> None:
     )
     verbose = run(eng.socket_path, "system", "df", "-v").out
     assert verbose.startswith("Images space usage:\n\nREPOSITORY   TAG       IMAGE ID       CREATED")
-    assert "\nContainers space usage:\n\nCONTAINER ID   IMAGE           COMMAND      LOCAL VOLUMES   SIZE" in verbose
-    assert "cccccccccccc   busybox:local   \"sleep 1d\"   0               100B      About a minute ago" in verbose
-    assert "\nLocal Volumes space usage:\n\nVOLUME NAME   LINKS     SIZE\nv1            0         2kB\n" in verbose
+    assert (
+        "\nContainers space usage:\n\nCONTAINER ID   IMAGE           COMMAND      LOCAL VOLUMES   SIZE"
+        in verbose
+    )
+    assert (
+        'cccccccccccc   busybox:local   "sleep 1d"   0               100B      About a minute ago' in verbose
+    )
+    assert (
+        "\nLocal Volumes space usage:\n\nVOLUME NAME   LINKS     SIZE\nv1            0         2kB\n"
+        in verbose
+    )
     assert verbose.endswith("\nBuild cache usage: 0B\n\nCACHE ID   CACHE TYPE   SIZE      CREATED   LAST USED   "
                             "USAGE     SHARED\n")  # fmt: skip
     assert run(eng.socket_path, "system", "df", "--format", "{{.Type}}={{.Size}}").out.splitlines()[0] == (
@@ -163,7 +177,9 @@ def test_system_prune(eng: FakeEngine) -> None:
 
 def test_events_stream_ends_cleanly(eng: FakeEngine) -> None:
     def events(call: Call) -> object:
-        return stream(b'{"Type":"volume","Action":"create","Actor":{"ID":"v1","Attributes":null},"time":1}\n')(call)
+        return stream(
+            b'{"Type":"volume","Action":"create","Actor":{"ID":"v1","Attributes":null},"time":1}\n'
+        )(call)
 
     eng.route("GET", "/events", events)
     out = run(eng.socket_path, "events", "--format", "{{json .}}").out

@@ -128,7 +128,9 @@ def test_events_filters_and_replay() -> None:
     assert [e.action for e in seen] == ["start", "pull"]
     flt = EventFilter.from_api({"type": ["container"], "container": ["web"], "event": ["start"]})
     assert [e.action for e in bus.recent(0) if flt.match(e)] == ["start"]
-    assert [e.action for e in bus.recent(0) if EventFilter.from_api({"label": ["env=prod"]}).match(e)] == ["start"]
+    assert [e.action for e in bus.recent(0) if EventFilter.from_api({"label": ["env=prod"]}).match(e)] == [
+        "start"
+    ]
     assert bus.recent(0)[1].to_api()["Actor"]["Attributes"]["image"] == "busybox"
     with pytest.raises(InvalidArgument, match="invalid filter 'bogus'"):
         EventFilter.from_api({"bogus": ["x"]})

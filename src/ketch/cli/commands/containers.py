@@ -614,17 +614,17 @@ def inspect_container(cli: Cli, args: argparse.Namespace) -> int:
 
 
 def register(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], int]]) -> None:
-    _add_lifecycle(sub, handlers)
+    _add_lifecycle(sub, handlers, group=False)
     group = sub.add_parser("container", help="Manage containers")
     group.interspersed = False
     group_sub = group.add_subparsers(dest="group_command", metavar="COMMAND", required=True)
     from ketch.cli.commands import exec, logs, ps, run, stats
 
-    _add_lifecycle(group_sub, handlers)
+    _add_lifecycle(group_sub, handlers, group=True)
     run.add_commands(group_sub, handlers, prefix="")
     exec.add_commands(group_sub, handlers, prefix="")
     logs.add_commands(group_sub, handlers, prefix="")
-    ps.add_commands(group_sub, handlers, prefix="", names=("ls", "ps", "list"))
+    ps.add_commands(group_sub, handlers, prefix="", aliases=("ps", "list"))
     stats.add_commands(group_sub, handlers, prefix="")
     parser = group_sub.add_parser("inspect", help="Display detailed information on one or more containers")
     parser.add_argument("names", nargs="+")
@@ -637,14 +637,17 @@ def register(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], i
     parser.add_argument("-f", "--force", action="store_true")
     parser.set_defaults(handler="container prune")
     handlers["container prune"] = prune
-    group_sub._name_parser_map["remove"] = group_sub._name_parser_map["rm"]
 
 
-def _add_lifecycle(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], int]]) -> None:
+def _add_lifecycle(
+    sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], int]], *, group: bool
+) -> None:
+    aliases = {"rm": ["remove"]} if group else {}
+
     def add(
         name: str, handler: Callable[[Cli, argparse.Namespace], int], help_text: str, requires: str
     ) -> Any:
-        parser = sub.add_parser(name, help=help_text)
+        parser = sub.add_parser(name, aliases=aliases.get(name, []), help=help_text)
         parser.requires = requires
         parser.set_defaults(handler=name)
         handlers[name] = handler
@@ -714,6 +717,8 @@ def _add_lifecycle(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespa
     parser = add("export", export, "Export a container's filesystem as a tar archive", "exactly 1 argument")
     parser.add_argument("container")
     parser.add_argument("-o", "--output", default="")
+    if group:
+        return  # docker has no `container import`
     parser = add("import", import_, "Import the contents from a tarball to create a filesystem image",
                  "at least 1 argument")  # fmt: skip
     parser.add_argument("source")

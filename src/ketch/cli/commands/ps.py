@@ -269,24 +269,25 @@ def ps(cli: Cli, args: argparse.Namespace) -> int:
 
 
 def register(sub: Any, handlers: dict[str, Callable[[Cli, argparse.Namespace], int]]) -> None:
-    add_commands(sub, handlers, prefix="", names=("ps",))
+    add_commands(sub, handlers, prefix="")
 
 
 def add_commands(
     sub: Any,
     handlers: dict[str, Callable[[Cli, argparse.Namespace], int]],
     prefix: str,
-    names: tuple[str, ...],
+    aliases: tuple[str, ...] = (),
 ) -> None:
-    for name in names:
-        parser = sub.add_parser(name, help="List containers")
-        parser.add_argument("-a", "--all", action="store_true")
-        parser.add_argument("-f", "--filter", action="append", default=[])
-        parser.add_argument("--format", default="")
-        parser.add_argument("-n", "--last", default="-1")
-        parser.add_argument("-l", "--latest", action="store_true")
-        parser.add_argument("--no-trunc", action="store_true")
-        parser.add_argument("-q", "--quiet", action="store_true")
-        parser.add_argument("-s", "--size", action="store_true")
-        parser.set_defaults(handler=prefix + "ps")
+    """``ps`` under ``sub`` (``container ls`` with ``aliases`` ps and list)."""
+    name = "ls" if aliases else "ps"
+    parser = sub.add_parser(name, aliases=list(aliases), help="List containers")
+    parser.add_argument("-a", "--all", action="store_true")
+    parser.add_argument("-f", "--filter", action="append", default=[])
+    parser.add_argument("--format", default="")
+    parser.add_argument("-n", "--last", default="-1")
+    parser.add_argument("-l", "--latest", action="store_true")
+    parser.add_argument("--no-trunc", action="store_true")
+    parser.add_argument("-q", "--quiet", action="store_true")
+    parser.add_argument("-s", "--size", action="store_true")
+    parser.set_defaults(handler=prefix + "ps")
     handlers[prefix + "ps"] = ps
