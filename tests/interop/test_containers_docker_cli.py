@@ -23,7 +23,9 @@ import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.interop.daemons import clean_text
@@ -165,9 +167,12 @@ class Cli:
             self("rm", "-f", *mine, timeout=120)
 
 
-@pytest.fixture(
-    params=sorted(available_clis()) or [pytest.param("20.10", marks=pytest.mark.skip("no docker CLI"))]
-)
+CLI_PARAMS: list[Any] = sorted(available_clis()) or [
+    pytest.param("20.10", marks=pytest.mark.skip("no docker CLI"))
+]
+
+
+@pytest.fixture(params=CLI_PARAMS)
 def cli(request: pytest.FixtureRequest, ketchd: Ketchd) -> Iterator[Cli]:
     release = request.param
     client = Cli(ketchd, release, available_clis()[release])
@@ -205,14 +210,14 @@ class LineReader:
         try:
             return self.queue.get(timeout=timeout)
         except queue.Empty:
-            raise AssertionError(f"no output from {self.proc.args} within {timeout}s") from None
+            raise AssertionError(f"no output from {self.proc.args!r} within {timeout}s") from None
 
     def until(self, predicate: Callable[[str], bool], timeout: float = 10) -> list[str]:
         seen: list[str] = []
         deadline = time.monotonic() + timeout
         while True:
             line = self.next(max(0.01, deadline - time.monotonic()))
-            assert line is not None, f"{self.proc.args} ended after {seen}"
+            assert line is not None, f"{self.proc.args!r} ended after {seen}"
             seen.append(line)
             if predicate(line):
                 return seen
@@ -331,7 +336,9 @@ def test_create_start_attach_wait(cli: Cli) -> None:
 def test_ps_filters_and_formats(cli: Cli) -> None:
     up, down, fresh = cli.name("ps-up"), cli.name("ps-down"), cli.name("ps-fresh")
     up_id = cli.ok("run", "-d", "--name", up, "--label", "kcli.role=server", IMAGE, "sleep", "60").strip()
-    assert cli("run", "--name", down, "--label", "kcli.role=batch", IMAGE, "sh", "-c", "exit 3").returncode == 3
+    assert (
+        cli("run", "--name", down, "--label", "kcli.role=batch", IMAGE, "sh", "-c", "exit 3").returncode == 3
+    )
     cli.ok("create", "--name", fresh, IMAGE, "true")
 
     def names(*args: str) -> set[str]:
@@ -416,7 +423,8 @@ def test_exec(cli: Cli) -> None:
     tty = cli.tty("exec", "-it", name, "sh", "-c", "tty; exit 7")
     assert tty.returncode == 7 and lines(tty.stdout)[-1].startswith("/dev/pts/"), tty
     missing = cli("exec", name, "/no/such/binary")
-    assert missing.returncode == 126 or missing.returncode == 127, missing
+    assert missing.returncode == 126, missing  # dockerd 20.10's status for an exec the runtime cannot start
+    assert "no such file or directory" in missing.stdout + missing.stderr
     cli.ok("stop", "-t", "0", name)
     stopped = cli("exec", name, "true")
     assert stopped.returncode == 1 and "is not running" in stopped.stderr, stopped.stderr
@@ -427,7 +435,9 @@ def test_exec(cli: Cli) -> None:
 
 def test_inspect(cli: Cli) -> None:
     name = cli.name("inspect")
-    cid = cli.ok("create", "--name", name, "-e", "A=1", "-e", "B=two", "--label", "k=v", IMAGE, "sh", "-c", "exit 4")
+    cid = cli.ok(
+        "create", "--name", name, "-e", "A=1", "-e", "B=two", "--label", "k=v", IMAGE, "sh", "-c", "exit 4"
+    )
     assert cli("start", "-a", name).returncode == 4
     assert cli.inspect(name, "{{.State.Status}}") == "exited"
     assert cli.inspect(name, "{{.State.ExitCode}}") == "4"
@@ -488,18 +498,31 @@ def test_stop(cli: Cli) -> None:
     assert cli.ok("stop", stubborn_timeout).strip() == stubborn_timeout  # stopping a stopped one is fine
 
 
-def test_restart_kill_wait(cli: Cli) -> None:
-    name = cli.name("restart")
-    script = 'trap "exit 0" TERM; trap "echo got-usr1; exit 3" USR1; echo ready; while :; do sleep 0.1; done'
-    cli.ok("run", "-d", "--name", name, IMAGE, "sh", "-c", script)
-    wait_until(lambda: "ready" in cli.ok("logs", name), "ready")
-    first_start, first_pid = cli.inspect(name, "{{.State.StartedAt}}"), cli.inspect(name, "{{.State.Pid}}")
-    assert cli.ok("restart", "-t", "5", name).strip() == name
-    assert cli.inspect(name, "{{.State.Status}}") == "running"
-    assert cli.inspect(name, "{{.State.StartedAt}}") > first_start
-    assert cli.inspect(name, "{{.State.Pid}}") != first_pid
-    wait_until(lambda: cli.ok("logs", name).count("ready") == 2, "the second start")
+TRAPS = 'trap "exit 0" TERM; trap "echo got-usr1; exit 3" USR1; echo ready; while :; do sleep 0.1; done'
 
+
+def _starts_seen(cli: Cli, name: str, count: int) -> bool:
+    return cli.ok("logs", name).count("ready") == count
+
+
+@pytest.mark.xfail(strict=True, reason="ketchd: the old run's rootfs unmount races the restart's mount (see "
+                   "/tmp/bugs-cli.md, 'restart')")  # fmt: skip
+def test_restart(cli: Cli) -> None:
+    name = cli.name("restart")
+    cli.ok("run", "-d", "--name", name, IMAGE, "sh", "-c", TRAPS)
+    for attempt in range(1, 4):
+        wait_until(partial(_starts_seen, cli, name, attempt), f"start number {attempt}")
+        started, pid = cli.inspect(name, "{{.State.StartedAt}}"), cli.inspect(name, "{{.State.Pid}}")
+        assert cli.ok("restart", "-t", "5", name).strip() == name
+        assert cli.inspect(name, "{{.State.Status}}") == "running"
+        assert cli.inspect(name, "{{.State.StartedAt}}") > started
+        assert cli.inspect(name, "{{.State.Pid}}") != pid
+
+
+def test_kill_wait(cli: Cli) -> None:
+    name = cli.name("kill")
+    cli.ok("run", "-d", "--name", name, IMAGE, "sh", "-c", TRAPS)
+    wait_until(lambda: "ready" in cli.ok("logs", name), "ready")
     assert cli.ok("kill", "-s", "USR1", name).strip() == name
     assert cli.ok("wait", name) == "3\n"
     assert "got-usr1" in cli.ok("logs", name)
@@ -509,8 +532,14 @@ def test_restart_kill_wait(cli: Cli) -> None:
     assert cli.ok("wait", name) == "137\n"
     not_running = cli("kill", name)
     assert not_running.returncode == 1 and "is not running" in not_running.stderr
+    cli.ok("start", name)
     bad_signal = cli("kill", "-s", "NOSUCH", name)
-    assert bad_signal.returncode == 1 and "Invalid signal: NOSUCH" in bad_signal.stderr
+    assert bad_signal.returncode == 1 and "Invalid signal: NOSUCH" in bad_signal.stderr, bad_signal.stderr
+    # wait on several containers prints each one's status in order
+    other = cli.name("kill-other")
+    cli.ok("run", "-d", "--name", other, IMAGE, "sh", "-c", "sleep 0.3; exit 4")
+    cli.ok("kill", "-s", "TERM", name)
+    assert cli.ok("wait", name, other) == "0\n4\n"
 
 
 def test_pause_unpause(cli: Cli) -> None:
@@ -739,7 +768,8 @@ def test_resource_and_security_options(cli: Cli) -> None:
     with open("/proc/self/status") as f:
         host_bounding = int(_status_field(f.read(), "CapBnd"), 16)
     assert int(_status_field(privileged, "CapEff"), 16) == host_bounding  # every capability ketchd may give
-    assert " rw," in privileged.split("\n")[-3] or "sysfs rw" in privileged, privileged.split("\n")[-3:]
+    sys_mount = next(line for line in lines(privileged) if line.startswith("sysfs /sys "))
+    assert sys_mount.split()[3].startswith("rw,"), sys_mount  # /sys is writable only when privileged
     assert int(lines(privileged)[-1]) > 20  # the host's device nodes
 
 

@@ -32,6 +32,7 @@ from ketch.engine import lifecycle, ocispec
 from ketch.engine.db import Container, ContainerFilters, Database
 from ketch.engine.etc_files import write_etc_files
 from ketch.engine.events import EventBus
+from ketch.engine.health import HealthMonitor
 from ketch.engine.layout import ContainerPaths, EngineSettings
 from ketch.engine.lifecycle import Event
 from ketch.engine.merge import merge_image_config
@@ -84,6 +85,7 @@ class ContainerService:
         self._restart_timers: dict[str, threading.Timer] = {}
         self._closing = False
         self.last_exit_codes: dict[str, int] = {}  # kept past removal, for wait?condition=removed
+        self.health = HealthMonitor(self)
 
     # ---- helpers ----------------------------------------------------------------------------------------
 
@@ -229,6 +231,7 @@ class ContainerService:
                 raise InvalidArgument(message) from None
             raise SystemFailure(message) from None
         self._apply(cid, event, pid=spawned.container_pid)
+        self.health.start(cid)
         self._watch(cid)
         self.publish(record, "start")
 
@@ -350,6 +353,7 @@ class ContainerService:
             event = Event.EXIT_RESTART if restart and state.status is not Status.REMOVING else Event.EXIT
             new = lifecycle.apply(state, event, container_id, exit_code=code, oom_killed=oom)
             self.db.save_state(container_id, new)
+            self.health.stop(container_id)
             self._exit_gen[container_id] = self._exit_gen.get(container_id, 0) + 1
             self.last_exit_codes[container_id] = code
             self._exit_cond.notify_all()
@@ -695,6 +699,7 @@ class ContainerService:
     def close(self) -> None:
         """Stop watching: monitors keep running and the next ketchd reattaches."""
         self._closing = True
+        self.health.close()
         with self._lock:
             timers = list(self._restart_timers.values())
             self._restart_timers.clear()

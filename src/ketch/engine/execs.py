@@ -59,7 +59,7 @@ class ExecInstance:
                 "entrypoint": self.cmd[0] if self.cmd else "",
                 "arguments": self.cmd[1:],
                 "privileged": self.privileged,
-                "user": self.user,
+                **({"user": self.user} if self.user else {}),  # omitempty in moby's ExecProcessConfig
             },
             "OpenStdin": self.attach_stdin,
             "OpenStderr": self.attach_stderr,

@@ -5,8 +5,10 @@ read-only /proc and /sys paths, the default device nodes and device cgroup rules
 ShmSize, and the container's /etc/hosts, /etc/hostname and /etc/resolv.conf bind-mounted from its directory.
 ``--privileged`` lifts all of that (every capability, no seccomp, no masking, every host device).
 
-Pure apart from reading the rootfs' /etc/passwd and /etc/group (users.py) and the host's device nodes for
-``--device`` and ``--privileged``.
+Pure apart from reading the rootfs' /etc/passwd and /etc/group (users.py), the host's device nodes for
+``--device`` and ``--privileged``, ketchd's own capability bounding set (a privileged container gets every
+capability ketchd may hand on, not more) and creating a missing WorkingDir in the mounted rootfs, as dockerd
+does before every start.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Any
 from ketch.common.errors import InvalidArgument
 from ketch.engine.model import ContainerRecord
 from ketch.engine.users import resolve_user
+from ketch.runtime.paths import secure_join
 from ketch.spec import seccomp_profile
+from ketch.spec.capabilities import CAPABILITIES
 from ketch.spec.signals import parse_signal
 
 __all__ = ["SpecInputs", "build_process", "build_spec", "container_env"]
@@ -68,6 +72,28 @@ def container_env(record: ContainerRecord, hostname: str) -> list[str]:
     return list(merged.values())
 
 
+def _bounding_set() -> int | None:
+    """ketchd's capability bounding set (CapBnd in /proc/self/status); None when it cannot be read."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _grantable(caps: list[str]) -> list[str]:
+    """``caps`` less those ketchd does not hold itself: asking the kernel for them fails the start with
+    EPERM (a host or sandbox that drops, say, CAP_SYS_RESOURCE from everything). moby's "all capabilities"
+    is the daemon's bounding set in the same way."""
+    mask = _bounding_set()
+    if mask is None:
+        return caps
+    return [cap for cap in caps if mask >> CAPABILITIES[cap] & 1]
+
+
 def _capabilities(caps: list[str]) -> dict[str, list[str]]:
     return {"bounding": caps, "effective": caps, "permitted": caps, "inheritable": []}
 
@@ -87,9 +113,11 @@ def build_process(
     host = record.host_config
     who = resolve_user(rootfs, user, host.group_add or ())
     if privileged or host.privileged:
-        caps = seccomp_profile.effective_capabilities((), (), True)
+        caps = _grantable(seccomp_profile.effective_capabilities((), (), True))
     else:
         caps = seccomp_profile.effective_capabilities(host.cap_add or (), host.cap_drop or (), False)
+        if any(cap.upper() == "ALL" for cap in host.cap_add or ()):
+            caps = _grantable(caps)
     if not any(entry.startswith("HOME=") for entry in env):
         env = [*env, f"HOME={who.home}"]
     process: dict[str, Any] = {
@@ -310,9 +338,26 @@ def _namespaces(record: ContainerRecord, inputs: SpecInputs) -> list[dict[str, A
     return ns
 
 
+def _make_working_dir(rootfs: str, working_dir: str) -> None:
+    """dockerd's SetupWorkingDirectory: a WorkingDir missing from the image is created (0755, root's) before
+    the container starts, resolved inside the rootfs; one that exists as a file is refused."""
+    if not working_dir or working_dir == "/":
+        return
+    path = secure_join(rootfs, working_dir)
+    try:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+    except FileExistsError:
+        raise InvalidArgument(f"Cannot mkdir: {working_dir} is not a directory") from None
+    except OSError as exc:
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise InvalidArgument(f"Cannot mkdir: {working_dir} is not a directory") from None
+        raise InvalidArgument(f"Cannot mkdir: {working_dir}: {exc.strerror}") from None
+
+
 def build_spec(record: ContainerRecord, inputs: SpecInputs) -> dict[str, Any]:
-    """The whole config.json for ``record``'s container."""
+    """The whole config.json for ``record``'s container (and its WorkingDir made in the mounted rootfs)."""
     config, host = record.config, record.host_config
+    _make_working_dir(inputs.rootfs, config.working_dir)
     if host.network_mode == "host" and not inputs.host_network:
         inputs = replace(inputs, host_network=True)
     hostname = config.hostname or record.id[:12]

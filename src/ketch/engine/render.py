@@ -9,9 +9,38 @@ from ketch.engine import lifecycle
 from ketch.engine.db import Container
 from ketch.engine.layout import ContainerPaths
 from ketch.engine.model import format_time
+from ketch.engine.ocispec import MASKED_PATHS, READONLY_PATHS
 from ketch.image.snapshots.base import Mount
 
 __all__ = ["inspect_container", "list_item", "network_settings"]
+
+
+# HostConfig fields dockerd always shows that ketch does not model (links, DNS, ports, realtime and Windows
+# knobs): their zero values, as dockerd 20.10 renders them (docker-api-traces 22-inspect-container).
+_HOST_CONFIG_ZEROS: dict[str, Any] = {
+    "PortBindings": {}, "VolumeDriver": "", "VolumesFrom": None, "Dns": [], "DnsOptions": [], "DnsSearch": [],
+    "ExtraHosts": None, "Cgroup": "", "Links": None, "PublishAllPorts": False, "BlkioWeightDevice": [],
+    "BlkioDeviceReadBps": None, "BlkioDeviceWriteBps": None, "BlkioDeviceReadIOps": None,
+    "BlkioDeviceWriteIOps": None, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "DeviceCgroupRules": None,
+    "DeviceRequests": None, "KernelMemory": 0, "KernelMemoryTCP": 0, "CpuCount": 0, "CpuPercent": 0,
+    "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+}  # fmt: skip
+
+
+def _host_config(container: Container) -> dict[str, Any]:
+    host = container.record.host_config
+    out = host.to_api()
+    for key, value in _HOST_CONFIG_ZEROS.items():
+        out.setdefault(key, value)
+    # the paths the OCI spec masks or makes read-only (ocispec.py); a privileged container has none
+    out.setdefault("MaskedPaths", None if host.privileged else list(MASKED_PATHS))
+    out.setdefault("ReadonlyPaths", None if host.privileged else list(READONLY_PATHS))
+    return out
+
+
+def _command(path: str, args: list[str]) -> str:
+    """``GET /containers/json``'s Command: moby quotes each argument that holds a space in single quotes."""
+    return " ".join([path, *(f"'{arg}'" if " " in arg else arg for arg in args)])
 
 
 def _path_args(container: Container) -> tuple[str, list[str]]:
@@ -102,7 +131,7 @@ def inspect_container(
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": exec_ids or None,
-        "HostConfig": record.host_config.to_api(),
+        "HostConfig": _host_config(container),
         "GraphDriver": graph,
     }
     if sizes is not None:
@@ -116,7 +145,7 @@ def inspect_container(
 def list_item(container: Container, *, image_name: str, sizes: tuple[int, int] | None = None) -> dict[str, Any]:
     record, state = container.record, container.state
     path, args = _path_args(container)
-    command = " ".join([path, *args]) if path else ""
+    command = _command(path, args) if path else ""
     mode = record.host_config.network_mode or "default"
     item: dict[str, Any] = {
         "Id": record.id,

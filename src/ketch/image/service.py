@@ -432,6 +432,26 @@ class ImageService:
 
         archive.export_image(self, ref, out)
 
+    def commit(
+        self,
+        *,
+        parent_image_id: str,
+        snapshot_key: str,
+        container_config: dict[str, Any],
+        ref: str | None = None,
+        comment: str = "",
+        author: str = "",
+        changes: Sequence[str] = (),
+        container_id: str = "",
+    ) -> str:
+        """``docker commit``: a new image of the parent plus the snapshot's changes (image/commit.py)."""
+        from ketch.image.commit import commit_snapshot
+
+        return commit_snapshot(
+            self, parent_image_id=parent_image_id, snapshot_key=snapshot_key, container_config=container_config,
+            ref=ref, comment=comment, author=author, changes=changes, container_id=container_id,
+        )  # fmt: skip
+
 
 def _extract_reporter(progress: Any) -> Callable[[str, bool], None] | None:
     """Docker's ``Extracting`` and ``Pull complete`` lines for each layer unpacked during a pull."""

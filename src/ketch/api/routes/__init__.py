@@ -39,9 +39,10 @@ def build_router(
     if images is not None:
         image_routes.register(router, images)
     if engine is not None:
-        from ketch.api.routes import containers, engine_system, execs
+        from ketch.api.routes import container_fs, containers, engine_system, execs
 
         containers.register(router, engine.containers, engine.execs)
+        container_fs.register(router, engine.containers)
         execs.register(router, engine.execs)
         engine_system.register(router, engine.containers, version=engine.version, insecure=engine.insecure,
                                debug=engine.debug, image_list=engine.image_list)  # fmt: skip

@@ -107,7 +107,7 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
             except KetchError:
                 return []
 
-        f = ContainerFilters.from_api({k: filters.get(k) for k in filters.keys()},
+        f = ContainerFilters.from_api({k: filters.get(k) for k in filters},
                                       all=q.boolean("all"), limit=q.integer("limit", -1),
                                       image_ids=images_for)  # fmt: skip
         size = q.boolean("size")
@@ -199,14 +199,15 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
         policy = None
         if body.get("RestartPolicy") is not None:
             raw = body["RestartPolicy"]
-            policy = RestartPolicy(name=str(raw.get("Name", "")), maximum_retry_count=int(raw.get("MaximumRetryCount", 0)))
+            policy = RestartPolicy(name=str(raw.get("Name", "")),
+                                   maximum_retry_count=int(raw.get("MaximumRetryCount", 0)))  # fmt: skip
             policy.validate()
         warnings = await run(service.update, request.params["id"], host.resources, policy)
         return Response.json({"Warnings": warnings})
 
     async def prune(request: Request) -> Reply:
         filters = request.query.filters()
-        raw = {k: filters.get(k) for k in filters.keys()}
+        raw = {k: filters.get(k) for k in filters}
         for key in raw:
             if key not in ("until", "label", "label!"):
                 raise InvalidArgument(f"invalid filter '{key}'")
@@ -262,7 +263,8 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
         container = await run(service.get, request.params["id"])
         record = container.record
         if record.host_config.log_config.type != "json-file":
-            raise InvalidArgument(f'configured logging driver does not support reading: "{record.host_config.log_config.type}"')
+            driver = record.host_config.log_config.type
+            raise InvalidArgument(f'configured logging driver does not support reading: "{driver}"')
         tail_text = q.get("tail") or "all"
         tail = -1 if tail_text == "all" else _int(tail_text, "tail")
         since, until = _time_param(q.get("since")), _time_param(q.get("until"))
@@ -327,6 +329,7 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
         container = await run(service.get, request.params["id"])
         cid = container.record.id
         lifecycle.transition(container.state.status, Event.ATTACH, cid)
+        service.publish(container.record, "attach")  # dockerd logs it for every attach, before any start
         tty = container.record.config.tty
         loop = asyncio.get_running_loop()
         pending: asyncio.Future[socket.socket] | None = None

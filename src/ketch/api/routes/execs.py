@@ -24,6 +24,7 @@ __all__ = ["register", "runtime_message"]
 _RAW = "application/vnd.docker.raw-stream"
 _MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 _LAUNCH_WAIT = 10.0  # moby waits as long for an exec to be ready before resizing it
+_REPORT_DELAY = 0.05  # between the 101 head and a start failure's message (see report())
 _LOGRUS_MSG = re.compile(r'\bmsg="((?:[^"\\]|\\.)*)"')
 
 
@@ -83,6 +84,9 @@ def register(router: Router, execs: ExecService) -> None:
 
         async def go(client: RawStream) -> None:
             async def report(message: str) -> None:
+                # docker-py reads the stream from the raw socket, behind http.client's buffered reader of the
+                # 101 head: bytes that come in with the head are lost to it. Real output is never that early.
+                await asyncio.sleep(_REPORT_DELAY)
                 data = f"{message}\r\n".encode()
                 await client.write(stdcopy.encode(stdcopy.STDOUT, data) if framed else data)
 
@@ -122,7 +126,7 @@ def register(router: Router, execs: ExecService) -> None:
         await asyncio.to_thread(
             ShimClient(state_dir, timeout=5).call, "resize", width=w, height=h, exec=instance.id
         )
-        return Response.empty(201)
+        return Response.empty(200)  # what dockerd answers (the API reference says 201)
 
     async def inspect(request: Request) -> Reply:
         return Response.json(execs.get(request.params["id"]).to_api())
