@@ -351,9 +351,19 @@ class ContainerService:
                 return  # already recorded (reconcile and a watcher can race)
             restart, delay = self._restart_decision(record, state, code)
             event = Event.EXIT_RESTART if restart and state.status is not Status.REMOVING else Event.EXIT
+        self.health.stop(container_id)
+        if event is Event.EXIT and state.status is not Status.REMOVING:
+            # Before the exit is visible: a start that follows a wait must find the rootfs unmounted.
+            self._cleanup_after_exit(record, runtime_delete=bool(result.get("lost")))
+        with self._lock:
+            try:
+                state = self.db.state(container_id)
+            except NotFound:
+                return
+            if state.status not in (Status.RUNNING, Status.PAUSED, Status.REMOVING):
+                return
             new = lifecycle.apply(state, event, container_id, exit_code=code, oom_killed=oom)
             self.db.save_state(container_id, new)
-            self.health.stop(container_id)
             self._exit_gen[container_id] = self._exit_gen.get(container_id, 0) + 1
             self.last_exit_codes[container_id] = code
             self._exit_cond.notify_all()
@@ -365,7 +375,6 @@ class ContainerService:
             self._schedule_restart(container_id, delay)
             return
         if new.status is Status.EXITED:
-            self._cleanup_after_exit(record, runtime_delete=bool(result.get("lost")))
             if record.host_config.auto_remove:
                 threading.Thread(target=self._auto_remove, args=(container_id,), daemon=True).start()
 

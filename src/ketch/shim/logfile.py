@@ -189,6 +189,9 @@ def _lines(f: object) -> Iterator[bytes]:
         yield line
 
 
+_ALL_STREAMS = frozenset(STREAMS)
+
+
 def read_logs(
     path: str,
     *,
@@ -203,7 +206,8 @@ def read_logs(
     poll_interval: float = 0.05,
 ) -> Iterator[LogEntry]:
     """Entries of the log in order, selected by stream and time (``until_ns`` 0: no limit); ``tail`` >= 0
-    keeps only the last ``tail`` selected entries. ``follow`` keeps polling the current file, across
+    keeps only the last ``tail`` entries of both streams, before the stream selection (moby's logs reader
+    tails first, then drops the streams not asked for). ``follow`` keeps polling the current file, across
     rotations, until ``stop()`` returns true (checked once the reader is idle)."""
     streams = frozenset(s for s, on in zip(STREAMS, (stdout, stderr), strict=True) if on)
     picked: Iterator[LogEntry]
@@ -216,14 +220,14 @@ def read_logs(
             continue
         for line in _lines(f):
             entry = decode_entry(line)
-            if _selected(entry, streams, since_ns, until_ns):
+            if _selected(entry, _ALL_STREAMS, since_ns, until_ns):
                 backlog.append(entry)
         if name == path:
             current = f
         else:
             f.close()
     picked = iter(deque(backlog, maxlen=tail) if tail >= 0 else backlog)
-    yield from picked
+    yield from (entry for entry in picked if entry.stream in streams)
     if not follow:
         if current:
             current.close()

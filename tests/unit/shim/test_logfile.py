@@ -102,7 +102,9 @@ def test_reader_filters_and_tail(tmp_path: Path) -> None:
         return [e.data for e in logfile.read_logs(path, **kwargs)]  # type: ignore[arg-type]
 
     assert data(stderr=False) == [b"1\n", b"3\n", b"5\n", b"7\n", b"9\n"]
-    assert data(stdout=False, tail=2) == [b"6\n", b"8\n"]
+    # the tail counts entries of both streams, then the stream selection applies (as moby does)
+    assert data(stdout=False, tail=2) == [b"8\n"]
+    assert data(stdout=False, tail=3) == [b"8\n"] and data(stderr=False, tail=3) == [b"7\n", b"9\n"]
     assert data(since_ns=T0 + 7) == [b"7\n", b"8\n", b"9\n"]
     assert data(since_ns=T0 + 2, until_ns=T0 + 4) == [b"2\n", b"3\n", b"4\n"]
     assert data(tail=0) == []
