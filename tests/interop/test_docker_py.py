@@ -211,13 +211,14 @@ def test_create_start_kill_remove(client: Any, name: str) -> None:
         container.reload()
 
 
+# Not strict: the remaining race is lost about once in 40 starts, so 15 rounds pass as often as not.
 @pytest.mark.xfail(
-    strict=True, reason=f"start right after an exit races the exit's rootfs unmount ({BUGS} #1)"
+    strict=False, reason=f"the monitor forgets the container in the runtime after wait ({BUGS} #1)"
 )
 def test_start_again_right_after_exit(client: Any, name: str) -> None:
     container = client.containers.run(IMAGE, ["echo", "again"], name=name, detach=True)
     failures = []
-    for _ in range(15):  # the race is lost about one time in three
+    for _ in range(15):  # a start right behind wait: the exit's clean-up must be over by then
         assert container.wait(timeout=10)["StatusCode"] == 0
         try:
             container.start()
@@ -234,7 +235,6 @@ def test_start_again_right_after_exit(client: Any, name: str) -> None:
 def test_attach_then_start_exited_container(client: Any, name: str) -> None:
     container = client.containers.run(IMAGE, ["sh", "-c", "sleep 0.3; echo run"], name=name, detach=True)
     assert container.wait(timeout=10)["StatusCode"] == 0
-    time.sleep(1)  # clear of the exit clean-up (#1)
     sock = container.attach_socket(params={"stdout": 1, "stderr": 1, "stream": 1})
     try:
         container.start()  # `docker start -a` does this: the new run's output comes on the attach
@@ -265,7 +265,6 @@ def test_logs_follow_while_writing(client: Any, name: str) -> None:
     assert len(stamped) == 5 and all(line.split(b" ", 1)[0].endswith(b"Z") for line in stamped)
 
 
-@pytest.mark.xfail(strict=True, reason=f"tail is applied after the stream selection ({BUGS} #3)")
 def test_logs_tail_counts_entries_of_both_streams(client: Any, name: str) -> None:
     """moby reads the last ``tail`` entries of the log, then drops the streams not asked for."""
     container = client.containers.run(IMAGE, ["sh", "-c", "echo o1; echo o2; sleep 0.1; echo e1 >&2"],

@@ -280,23 +280,47 @@ def _build(
     return _build_with(None)
 
 
+# The command modules in the order their commands are listed, and the top-level commands each registers: a
+# command being run imports and builds only its own module (``container`` needs the modules it groups).
+_MODULES = (
+    "system",
+    "images",
+    "registry",
+    "run",
+    "exec",
+    "ps",
+    "logs",
+    "containers",
+    "stats",
+    "events",
+    "info",
+)
+_LIFECYCLE = ("attach", "commit", "export", "import", "kill", "pause", "port", "rename", "restart", "rm", "start",
+              "stop", "top", "unpause", "update", "wait")  # fmt: skip
+_IMAGES = ("history", "image", "images", "inspect", "load", "pull", "push", "rmi", "save", "tag")
+COMMAND_MODULES: dict[str, str] = {
+    "version": "system",
+    "login": "registry",
+    "logout": "registry",
+    "run": "run",
+    "create": "run",
+    "exec": "exec",
+    "ps": "ps",
+    "logs": "logs",
+    "container": "containers",
+    "stats": "stats",
+    "events": "events",
+    "info": "info",
+    "system": "info",
+    **dict.fromkeys(_LIFECYCLE, "containers"),
+    **dict.fromkeys(_IMAGES, "images"),
+}
+
+
 def _build_with(
     narrow: _Narrow | None,
 ) -> tuple[argparse.ArgumentParser, dict[str, Callable[[Cli, argparse.Namespace], int]]]:
-    from ketch.cli.commands import (
-        containers,
-        events,
-        exec,
-        images,
-        info,
-        logs,
-        ps,
-        registry,
-        run,
-        stats,
-        system,
-    )
-
+    wanted = COMMAND_MODULES.get(narrow.path[0]) if narrow is not None else None
     parser = _Parser.make("ketch", description="A self-sufficient runtime for containers", add_help=True)
     parser.interspersed = False  # type: ignore[attr-defined]
     parser.narrow = narrow  # type: ignore[attr-defined]
@@ -309,7 +333,8 @@ def _build_with(
     parser.add_argument("-v", "--version", action="store_true", help="Print version information and quit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
     handlers: dict[str, Callable[[Cli, argparse.Namespace], int]] = {}
-    for module in (system, images, registry, run, exec, ps, logs, containers, stats, events, info):
+    for name in _MODULES if wanted is None else (wanted,):
+        module = __import__(f"ketch.cli.commands.{name}", fromlist=["register"])
         module.register(sub, handlers)
     return parser, handlers
 

@@ -15,10 +15,10 @@ Signal handlers are installed only from the main thread (Python allows nothing e
 from __future__ import annotations
 
 import os
-import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable
     from types import FrameType
     from typing import Any, TextIO
@@ -228,6 +228,8 @@ class Session:
     def run(self) -> bool:
         """Run to the end; True when the user detached. Raises StreamError for a daemon error in the stream."""
         if self.stdin is not None:
+            import threading
+
             self._input_thread = threading.Thread(target=self._pump_input, name="ketch-stdin", daemon=True)
             self._input_thread.start()
         else:
@@ -285,16 +287,31 @@ class Session:
         self.conn.close_write()
 
     def _interrupt_output(self) -> None:
-        import socket
+        import _socket
 
         try:
-            self.conn.sock.shutdown(socket.SHUT_RDWR)
+            self.conn.sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
 
 
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+def _signals() -> Any:
+    """:mod:`signal`'s C core: the same numbers and ``signal()``, without the enums :mod:`signal` builds."""
+    return __import__("_signal")
+
+
+def _install(number: int, handler: Callable[[int, FrameType | None], None]) -> tuple[bool, Any]:
+    """Set a handler; ``(False, None)`` off the main thread, where Python installs none."""
+    try:
+        return True, _signals().signal(number, handler)
+    except ValueError:
+        return False, None
+
+
+def _thread(target: Callable[..., None], *args: object) -> None:
+    import threading
+
+    threading.Thread(target=target, args=args, daemon=True).start()
 
 
 class ResizeMonitor:
@@ -322,12 +339,8 @@ class ResizeMonitor:
         try:
             self._send()
         except KetchError:
-            threading.Thread(target=self._retry, daemon=True).start()
-        if _main_thread():
-            import signal
-
-            self._previous = signal.signal(signal.SIGWINCH, self._on_signal)
-            self._installed = True
+            _thread(self._retry)
+        self._installed, self._previous = _install(_signals().SIGWINCH, self._on_signal)
 
     def _retry(self) -> None:
         import time
@@ -344,7 +357,7 @@ class ResizeMonitor:
         self._stderr.write("failed to resize tty, using default size\n")
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        threading.Thread(target=self._quiet_send, daemon=True).start()
+        _thread(self._quiet_send)
 
     def _quiet_send(self) -> None:
         from ketch.common.errors import KetchError
@@ -356,9 +369,8 @@ class ResizeMonitor:
 
     def stop(self) -> None:
         if self._installed:
-            import signal
-
-            signal.signal(signal.SIGWINCH, self._previous)
+            signals = _signals()
+            signals.signal(signals.SIGWINCH, self._previous)
             self._installed = False
 
 
@@ -372,19 +384,17 @@ class SignalProxy:
         self._previous: dict[int, Any] = {}
 
     def start(self) -> None:
-        if not _main_thread():
-            return
-        import signal
-
         for name in self.NAMES:
-            number = getattr(signal, name)
-            self._previous[number] = signal.signal(number, self._on_signal)
+            number = getattr(_signals(), name)
+            installed, previous = _install(number, self._on_signal)
+            if not installed:
+                return
+            self._previous[number] = previous
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         from ketch.spec.signals import signal_name
 
-        name = signal_name(signum).removeprefix("SIG")
-        threading.Thread(target=self._forward, args=(name,), daemon=True).start()
+        _thread(self._forward, signal_name(signum).removeprefix("SIG"))
 
     def _forward(self, name: str) -> None:
         from ketch.common.errors import KetchError
@@ -395,8 +405,6 @@ class SignalProxy:
             pass  # docker only logs this at debug level
 
     def stop(self) -> None:
-        import signal
-
         for number, previous in self._previous.items():
-            signal.signal(number, previous)
+            _signals().signal(number, previous)
         self._previous.clear()

@@ -12,13 +12,16 @@ worded like Go's ("can't evaluate field Nope in type *formatter.imageContext").
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
 from ketch.common.errors import InvalidArgument
 from ketch.common.units import human_duration, human_size
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
+    from collections.abc import Callable, Iterable, Sequence
+    from typing import Any
 
 __all__ = [
     "MISSING",
@@ -48,16 +51,24 @@ MISSING: Any = _Missing()  # a map key that is not there (Go: the zero reflect.V
 
 # ---- lexing and parsing -------------------------------------------------------------------------------------
 
-_TOKEN = re.compile(
-    r"""\s*(?:
+# Compiled on first use (re, and json below, are imported only when a template needs them: ``version``
+# prints through the table writer alone).
+_TOKEN_PATTERN = r"""\s*(?:
       (?P<str>"(?:[^"\\]|\\.)*"|`[^`]*`)
     | (?P<num>-?\d+(?:\.\d+)?)
     | (?P<field>(?:\$[A-Za-z0-9_]*)?(?:\.[A-Za-z_][A-Za-z0-9_]*)+|\.|\$[A-Za-z0-9_]*)
     | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
     | (?P<punct>[|()])
-    )""",
-    re.VERBOSE,
-)
+    )"""
+_compiled: list[re.Pattern[str]] = []
+
+
+def _token_re() -> re.Pattern[str]:
+    if not _compiled:
+        import re
+
+        _compiled.append(re.compile(_TOKEN_PATTERN, re.VERBOSE))
+    return _compiled[0]
 
 
 class _Node:
@@ -100,6 +111,19 @@ def _line_col(text: str, pos: int) -> str:
     line = 1 + text.count("\n", 0, pos)
     col = pos - (text.rfind("\n", 0, pos) + 1)
     return f"{line}:{col}"
+
+
+def _go_string_literal(source: str) -> str:
+    import json
+
+    text: str = json.loads(source)
+    return text
+
+
+def _quote(text: str) -> str:
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
 
 
 class _Parser:
@@ -184,12 +208,13 @@ class _Parser:
         return pipe
 
     def tokens(self, source: str, base: int) -> list[tuple[str, str, int]]:
+        token_re = _token_re()
         out: list[tuple[str, str, int]] = []
         pos = 0
         while pos < len(source):
             if source[pos:].strip() == "":
                 break
-            match = _TOKEN.match(source, pos)
+            match = token_re.match(source, pos)
             if match is None or match.end() == pos:
                 bad = source[pos:].strip()[:1]
                 raise self.error(base + pos, f"unexpected {bad!r} in command")
@@ -219,7 +244,7 @@ class _Parser:
                 index += 1
                 command.append(_Operand("pipe", sub, at, "(...)"))
             elif kind == "str":
-                literal = value[1:-1] if value.startswith("`") else json.loads(value)
+                literal = value[1:-1] if value.startswith("`") else _go_string_literal(value)
                 command.append(_Operand("literal", literal, at, value))
             elif kind == "num":
                 number: float | int = float(value) if "." in value else int(value)
@@ -317,6 +342,8 @@ def _go_float(value: float) -> str:
 
 def go_json(value: Any) -> str:
     """``json.Marshal`` as Go writes it: compact, UTF-8, with <, > and & escaped."""
+    import json
+
     text = json.dumps(_jsonable(value), separators=(",", ":"), ensure_ascii=False)
     for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028")):
         text = text.replace(raw, escaped)
@@ -364,7 +391,7 @@ def _printf(fmt: str, *args: Any) -> str:
             continue
         value = next(values, MISSING)
         if verb == "q":
-            out.append(json.dumps(go_string(value), ensure_ascii=False))
+            out.append(_quote(go_string(value)))
         elif verb == "d" and isinstance(value, int | float):
             out.append(str(int(value)))
         else:
@@ -396,7 +423,9 @@ _FUNCS: dict[str, Callable[..., Any]] = {
     "split": lambda text, sep: go_string(text).split(sep),
     "lower": lambda text: go_string(text).lower(),
     "upper": lambda text: go_string(text).upper(),
-    "title": lambda text: re.sub(r"(^|\s)(\S)", lambda m: m.group(1) + m.group(2).upper(), go_string(text)),
+    "title": lambda text: __import__("re").sub(
+        r"(^|\s)(\S)", lambda m: m.group(1) + m.group(2).upper(), go_string(text)
+    ),
     "pad": _pad,
     "truncate": _truncate,
     "index": _index,
@@ -571,6 +600,8 @@ def _header_line(body: str, headers: Mapping[str, str]) -> str:
     def name(match: re.Match[str]) -> str:
         field = match.group(1)
         return headers.get(field, "")
+
+    import re
 
     line = re.sub(r"\{\{-?\s*\.([A-Za-z_][A-Za-z0-9_]*)\s*-?\}\}", name, body)
     return re.sub(r"\{\{.*?\}\}", "", line)

@@ -3,20 +3,24 @@ rest of system in :mod:`ketch.client.containers`."""
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterator
-from typing import IO, Any
-
 from ketch.client.containers import ContainerCalls
 from ketch.client.http import DEFAULT_HOST, Connection, Response, quote_path
 from ketch.common import fastjson
-from ketch.spec.engine_api import Filters
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import IO, Any
+
+    from ketch.spec.engine_api import Filters
 
 __all__ = ["APIClient", "encode_auth"]
 
 
 def encode_auth(auth: dict[str, str] | None) -> str:
     """The ``X-Registry-Auth`` header: base64url of the JSON auth config (``e30=``, i.e. ``{}``, when none)."""
+    import base64
+
     return base64.urlsafe_b64encode(fastjson.dumps(auth or {}).encode()).decode()
 
 

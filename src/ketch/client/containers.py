@@ -8,14 +8,13 @@ the docker client words those two itself; other refusals keep the daemon's messa
 
 from __future__ import annotations
 
-from typing import IO, Any
-
 from ketch.client.http import Connection, Keep, ObjectNotFound, Pending, Response, quote_path
 from ketch.common.errors import NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import IO, Any
 
     from ketch.client.hijack import Hijacked
     from ketch.client.http import Query

@@ -8,8 +8,10 @@ process exits and then closes.
 
 from __future__ import annotations
 
-import socket
+import _socket
 
+from ketch.client.wire import HEAD_LIMIT, Answer, Headers, Wire
+from ketch.client.wire import read_head as wire_read_head
 from ketch.common import errors
 
 TYPE_CHECKING = False
@@ -17,8 +19,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
 __all__ = ["HEAD_LIMIT", "Hijacked", "StreamError", "demux", "read_body", "read_head"]
-
-HEAD_LIMIT = 64 * 1024  # an answer's status line and headers; more is not an HTTP answer we understand
 
 
 class StreamError(errors.KetchError):
@@ -28,14 +28,14 @@ class StreamError(errors.KetchError):
 class Hijacked:
     """The raw byte stream of a hijacked connection, starting with any bytes read along with its headers."""
 
-    def __init__(self, sock: socket.socket, early: bytes, headers: dict[str, str]) -> None:
+    def __init__(self, sock: _socket.socket, early: bytes, headers: Headers) -> None:
         self.sock = sock
         self.headers = headers
         self._early = early
 
     @property
     def content_type(self) -> str:
-        return self.headers.get("content-type", "")
+        return self.headers.get("content-type") or ""
 
     def recv(self, size: int = 65536) -> bytes:
         """The next bytes the daemon sent; ``b""`` once it has closed its side."""
@@ -53,7 +53,7 @@ class Hijacked:
     def close_write(self) -> None:
         """Half-close: the daemon reads end-of-file on the container's stdin, and may go on writing."""
         try:
-            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.shutdown(_socket.SHUT_WR)
         except OSError:
             pass  # already closed by the daemon: nothing left to tell it
 
@@ -67,67 +67,28 @@ class Hijacked:
         self.close()
 
 
-def read_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """Read an HTTP answer's status line and headers; returns the status, the headers (lower-case names)
-    and whatever bytes came after them."""
-    buffer = b""
-    while b"\r\n\r\n" not in buffer:
-        if len(buffer) > HEAD_LIMIT:
-            raise errors.Unavailable(f"the daemon's answer has no end of headers within {HEAD_LIMIT} bytes")
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise errors.Unavailable("the daemon closed the connection without answering")
-        buffer += chunk
-    head, _, rest = buffer.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise errors.Unavailable(f"bad status line from the daemon: {status_line[:80]!r}")
-    headers: dict[str, str] = {}
-    for line in lines:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return int(parts[1]), headers, rest
+def read_head(sock: _socket.socket) -> tuple[int, Headers, bytes]:
+    """Read an HTTP answer's status line and headers; returns the status, the headers and whatever bytes
+    came after them."""
+    wire = Wire(sock)
+    _, status, headers = wire_read_head(wire)
+    return status, headers, wire.buffer
 
 
-def read_body(sock: socket.socket, headers: dict[str, str], rest: bytes) -> bytes:
+def read_body(sock: _socket.socket, headers: Headers | dict[str, str], rest: bytes) -> bytes:
     """The body of a (non-upgraded) answer: by Content-Length, chunked, or until the daemon closes."""
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        return _dechunk(sock, rest)
-    length = headers.get("content-length")
-    if length is not None and length.isdigit():
-        wanted = int(length)
-        while len(rest) < wanted:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
-        return rest[:wanted]
-    while chunk := sock.recv(65536):
-        rest += chunk
-    return rest
+    if not isinstance(headers, Headers):
+        headers = Headers(headers.items())
+    return Answer(_Borrowed(sock, rest), "HTTP/1.1", 200, headers, "GET").read()
 
 
-def _dechunk(sock: socket.socket, data: bytes) -> bytes:
-    out = b""
-    while True:
-        while b"\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return out
-            data += chunk
-        size_line, _, data = data.partition(b"\r\n")
-        size = int(size_line.split(b";")[0].strip() or b"0", 16)
-        if size == 0:
-            return out
-        while len(data) < size + 2:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return out + data[:size]
-            data += chunk
-        out += data[:size]
-        data = data[size + 2 :]
+class _Borrowed(Wire):
+    """The caller's socket: reading a body to its end leaves it open."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        pass
 
 
 def demux(
@@ -136,20 +97,38 @@ def demux(
     """Copy a multiplexed stream to ``stdout`` and ``stderr`` (docker's ``stdcopy.StdCopy``).
 
     A stream-3 frame is the daemon's own error: raised as :class:`StreamError` with docker's wording.
-    Stdin frames (stream 0) go to stdout, as StdCopy does.
+    Stdin frames (stream 0) go to stdout, as StdCopy does. The frames are those of :mod:`ketch.spec.stdcopy`
+    (8-byte header: stream, three zero bytes, big-endian length), read here without its ``typing`` import;
+    a unit test holds this reader to that module's decoder, error wording included.
     """
-    from ketch.spec import stdcopy
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        frames: list[tuple[int, bytes]] = []  # a chunk's whole frames are taken before any is written
+        offset = 0
+        while len(buffer) - offset >= _HEADER_SIZE:
+            stream = buffer[offset]
+            if stream > _SYSTEMERR:
+                raise StreamError(
+                    f"unknown stream {stream} in a multiplexed stream header (0 to 3 are defined)"
+                )
+            end = offset + _HEADER_SIZE + int.from_bytes(buffer[offset + 4 : offset + _HEADER_SIZE], "big")
+            if len(buffer) < end:
+                break
+            frames.append((stream, bytes(buffer[offset + _HEADER_SIZE : end])))
+            offset = end
+        del buffer[:offset]
+        for stream, payload in frames:
+            if stream == _SYSTEMERR:
+                raise StreamError(f"error from daemon in stream: {payload.decode(errors='replace')}")
+            if payload:
+                (stderr if stream == _STDERR else stdout)(payload)
+    if buffer:
+        detail = "header" if len(buffer) < _HEADER_SIZE else f"{_STREAM_NAMES[buffer[0]]} frame"
+        raise StreamError(f"multiplexed stream ended inside a {detail} ({len(buffer)} bytes left over)")
 
-    decoder = stdcopy.Decoder()
-    try:
-        for chunk in chunks:
-            for frame in decoder.feed(chunk):
-                if frame.stream == stdcopy.SYSTEMERR:
-                    raise StreamError(
-                        f"error from daemon in stream: {frame.payload.decode(errors='replace')}"
-                    )
-                if frame.payload:
-                    (stderr if frame.stream == stdcopy.STDERR else stdout)(frame.payload)
-        decoder.close()
-    except errors.InvalidArgument as exc:
-        raise StreamError(str(exc)) from None
+
+_HEADER_SIZE = 8
+_STDERR = 2
+_SYSTEMERR = 3
+_STREAM_NAMES = ("stdin", "stdout", "stderr", "systemerr")

@@ -2,24 +2,38 @@
 
 The daemon's errors (``{"message": ...}`` with a 4xx/5xx status) become :mod:`ketch.common.errors` by status,
 so callers catch ``NotFound`` or ``Conflict`` whether ketchd or dockerd answered.
+
+Every command goes through here, so it imports little: unix sockets are spoken to by :mod:`ketch.client.wire`
+(raw sockets, kept connections) and only a ``tcp://`` host loads :mod:`http.client` (:mod:`ketch.client.tcp`).
 """
 
 from __future__ import annotations
 
-import http.client
-import socket
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Any, Union
-from urllib.parse import quote, urlencode
-
 from ketch.common import errors, fastjson
-from ketch.spec.engine_api import API_VERSION, negotiate
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from typing import IO, Any, Protocol
+
     from ketch.client.hijack import Hijacked
+    from ketch.client.wire import Headers, Pool
+
+    class _Answer(Protocol):
+        status: int
+        headers: Headers
+
+        def read1(self, size: int = ...) -> bytes: ...
+        def read(self) -> bytes: ...
+        def close(self) -> None: ...
+
+    class _Exchange(Protocol):
+        def receive(self) -> _Answer: ...
+        def close(self) -> None: ...
+
 
 __all__ = [
+    "API_VERSION",
     "DEFAULT_HOST",
     "Connection",
     "DaemonError",
@@ -30,13 +44,32 @@ __all__ = [
     "Pending",
     "Response",
     "encode_query",
+    "negotiate",
     "parse_host",
 ]
 
 DEFAULT_HOST = "unix:///run/ketch/ketch.sock"
 USER_AGENT = "ketch-client/0.1"
-QueryValue = Union[str, int, bool, None, "Keep", list[Union[str, "Keep"]]]
-Query = Mapping[str, QueryValue]
+# ketch.spec.engine_api's API_VERSION and FALLBACK_API (a unit test keeps them equal): that module imports json
+# and re, which a command that only talks to the daemon need not pay for.
+API_VERSION = "1.41"
+FALLBACK_API = "1.24"
+
+
+def negotiate(server_version: str | None, client_maximum: str = API_VERSION) -> str:
+    """The lower of the daemon's ``Api-Version`` and ours; 1.24 when the daemon names none."""
+    if not server_version:
+        return FALLBACK_API
+
+    def components(version: str) -> list[int]:
+        # moby's versions.compare: a component that is not a number counts as 0, as a missing one does.
+        return [int(part) if part.isdigit() else 0 for part in version.split(".")]
+
+    ours, theirs = components(client_maximum), components(server_version)
+    width = max(len(ours), len(theirs))
+    ours += [0] * (width - len(ours))
+    theirs += [0] * (width - len(theirs))
+    return server_version if theirs < ours else client_maximum
 
 
 class FromDaemon(errors.KetchError):
@@ -130,31 +163,14 @@ def parse_host(host: str) -> tuple[str, str]:
     raise errors.InvalidArgument(f"invalid host {host!r}: unsupported protocol {scheme!r}")
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            if self.timeout is not None:
-                sock.settimeout(self.timeout)
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
 class Response:
     """A response whose body has not been read yet; close it (or use ``with``) when done."""
 
-    def __init__(self, conn: http.client.HTTPConnection, raw: http.client.HTTPResponse) -> None:
-        self._conn = conn
+    def __init__(self, raw: _Answer, host: str = "") -> None:
         self.raw = raw
         self.status = raw.status
         self.headers = raw.headers
+        self._host = host
 
     def __enter__(self) -> Response:
         return self
@@ -164,11 +180,12 @@ class Response:
 
     def close(self) -> None:
         self.raw.close()
-        self._conn.close()
 
     def read(self) -> bytes:
         try:
             return self.raw.read()
+        except OSError as exc:
+            raise errors.Unavailable(f"error reading from {self._host}: {exc}") from None
         finally:
             self.close()
 
@@ -177,8 +194,15 @@ class Response:
         return fastjson.loads(body.decode()) if body.strip() else None
 
     def chunks(self, size: int = 65536) -> Iterator[bytes]:
+        """The body as it arrives (a log or event stream is shown as soon as the daemon sends it)."""
         try:
-            while chunk := self.raw.read1(size):
+            while True:
+                try:
+                    chunk = self.raw.read1(size)
+                except OSError as exc:
+                    raise errors.Unavailable(f"error reading from {self._host}: {exc}") from None
+                if not chunk:
+                    break
                 yield chunk
         finally:
             self.close()
@@ -218,7 +242,12 @@ def error_from(status: int, body: bytes) -> FromDaemon:
         if isinstance(decoded, dict) and isinstance(decoded.get("message"), str):
             message = decoded["message"]
     if not message:
-        message = http.client.responses.get(status, f"status {status}")
+        from http import HTTPStatus  # only for an error without words: the status's reason phrase
+
+        try:
+            message = HTTPStatus(status).phrase
+        except ValueError:
+            message = f"status {status}"
     cls = _BY_STATUS.get(status)
     if cls is not None:
         return cls(message)
@@ -226,7 +255,11 @@ def error_from(status: int, body: bytes) -> FromDaemon:
 
 
 class Connection:
-    """Requests to one daemon; negotiates the API version on first use unless ``version`` is given."""
+    """Requests to one daemon; negotiates the API version on first use unless ``version`` is given.
+
+    On a unix socket, connections are kept between requests (the daemon sees one connection for a command's
+    calls, as with the docker CLI); :meth:`close` ends the idle ones, and so does the process's exit.
+    """
 
     def __init__(
         self, host: str = DEFAULT_HOST, *, version: str | None = None, timeout: float | None = None
@@ -235,63 +268,59 @@ class Connection:
         self.kind, self.address = parse_host(host)
         self.timeout = timeout
         self._version = version
+        self._pool: Pool | None = None
 
-    def _connect(self) -> http.client.HTTPConnection:
-        if self.kind == "unix":
-            return _UnixConnection(self.address, self.timeout)
-        hostname, _, port = self.address.rpartition(":")
-        return http.client.HTTPConnection(hostname, int(port), timeout=self.timeout)
+    def _exchange(
+        self,
+        method: str,
+        target: str,
+        body: bytes | IO[bytes] | None,
+        headers: Mapping[str, str],
+    ) -> _Exchange:
+        """Connect (or take a kept connection) and send the request; the answer is read by :meth:`_receive`."""
+        all_headers = {"User-Agent": USER_AGENT, **headers}
+        chunked = body is not None and not isinstance(body, bytes) and "Content-Length" not in all_headers
+        try:
+            if self.kind == "unix":
+                all_headers.setdefault("Host", "docker")
+                if self._pool is None:
+                    from ketch.client.wire import Pool
+
+                    self._pool = Pool(self.address, self.timeout)
+                return self._pool.send(method, target, all_headers, body, chunked)
+            from ketch.client.tcp import TcpExchange
+
+            return TcpExchange(
+                self.host, self.address, self.timeout, method, target, all_headers, body, chunked
+            )
+        except OSError as exc:
+            raise self._failure(exc) from None
+
+    def _receive(self, exchange: _Exchange) -> Response:
+        try:
+            return Response(exchange.receive(), self.host)
+        except OSError as exc:
+            raise self._failure(exc) from None
 
     def _send(
-        self,
-        method: str,
-        path: str,
-        body: bytes | IO[bytes] | None,
-        headers: Mapping[str, str],
+        self, method: str, target: str, body: bytes | IO[bytes] | None, headers: Mapping[str, str]
     ) -> Response:
-        return self._receive(self._begin(method, path, body, headers))
+        return self._receive(self._exchange(method, target, body, headers))
 
-    def _begin(
-        self,
-        method: str,
-        path: str,
-        body: bytes | IO[bytes] | None,
-        headers: Mapping[str, str],
-    ) -> http.client.HTTPConnection:
-        """Connect and send the request; the answer is read by :meth:`_receive`."""
-        conn = self._connect()
-        all_headers = {"User-Agent": USER_AGENT, **headers}
-        if self.kind == "unix":
-            all_headers.setdefault("Host", "docker")
-        chunked = body is not None and not isinstance(body, bytes) and "Content-Length" not in all_headers
-        with self._errors(conn):
-            conn.request(method, path, body=body, headers=all_headers, encode_chunked=chunked)
-        return conn
-
-    def _receive(self, conn: http.client.HTTPConnection) -> Response:
-        with self._errors(conn):
-            raw = conn.getresponse()
-        return Response(conn, raw)
-
-    @contextmanager
-    def _errors(self, conn: http.client.HTTPConnection | socket.socket | None) -> Iterator[None]:
-        """Map connection failures to ketch errors, closing ``conn``."""
-        try:
-            yield
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            _close(conn)
-            raise DaemonUnreachable(self.host, exc) from None
-        except PermissionError:
-            _close(conn)
-            raise errors.Forbidden(
+    def _failure(self, exc: OSError) -> errors.KetchError:
+        """The ketch error for a failure to reach the daemon or to talk to it."""
+        if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
+            return DaemonUnreachable(self.host, exc)
+        if isinstance(exc, PermissionError):
+            return errors.Forbidden(
                 f"Got permission denied while trying to connect to the ketch daemon socket at {self.host}"
-            ) from None
-        except OSError as exc:
-            _close(conn)
-            raise errors.Unavailable(f"error during connect to {self.host}: {exc}") from None
-        except http.client.HTTPException as exc:
-            _close(conn)
-            raise errors.Unavailable(f"bad answer from {self.host}: {exc!r}") from None
+            )
+        return errors.Unavailable(f"error during connect to {self.host}: {exc}")
+
+    def close(self) -> None:
+        """Close the kept connections (requests after this open new ones)."""
+        if self._pool is not None:
+            self._pool.close()
 
     def ping(self) -> Response:
         """HEAD /_ping, falling back to GET when HEAD fails, as the docker CLI does; the body is read."""
@@ -348,7 +377,7 @@ class Connection:
         if json_body is not None:
             body = fastjson.dumps(json_body).encode()
             all_headers["Content-Type"] = "application/json"
-        return Pending(self, self._begin(method, self._target(path, query), body, all_headers))
+        return Pending(self, self._exchange(method, self._target(path, query), body, all_headers))
 
     def hijack(
         self,
@@ -361,9 +390,13 @@ class Connection:
         """Send a request that asks to leave HTTP (attach, exec start) and return the raw stream.
 
         The daemon answers ``101 UPGRADED`` (or ``200 OK``) and from then on the socket carries the
-        container's streams; an error status is raised as a ketch error as for any request.
+        container's streams; an error status is raised as a ketch error as for any request. The stream gets
+        a connection of its own, never a kept one.
         """
-        from ketch.client.hijack import Hijacked, read_head
+        import _socket
+
+        from ketch.client.hijack import Hijacked
+        from ketch.client.wire import Answer, Wire, read_head
 
         body = b"" if json_body is None else fastjson.dumps(json_body).encode()
         content_type = "text/plain" if json_body is None else "application/json"
@@ -373,48 +406,50 @@ class Connection:
             f"Host: {host}\r\nUser-Agent: {USER_AGENT}\r\nContent-Length: {len(body)}\r\n"
             f"Connection: Upgrade\r\nContent-Type: {content_type}\r\nUpgrade: tcp\r\n\r\n"
         )
-        sock = self._socket()
-        with self._errors(sock):
+        family = _socket.AF_UNIX if self.kind == "unix" else _socket.AF_INET
+        if self.kind == "tcp" and self.address.startswith("["):
+            family = _socket.AF_INET6
+        sock = _socket.socket(family, _socket.SOCK_STREAM)
+        wire = Wire(sock)
+        try:
+            if self.timeout is not None:
+                sock.settimeout(self.timeout)
             if self.kind == "unix":
                 sock.connect(self.address)
             else:
                 hostname, _, port = self.address.rpartition(":")
                 sock.connect((hostname, int(port)))
             sock.sendall(head.encode("latin-1") + body)
-            status, headers, rest = read_head(sock)
+            version, status, headers = read_head(wire)
+        except OSError as exc:
+            sock.close()
+            raise self._failure(exc) from None
+        except BaseException:
+            sock.close()
+            raise
         if status in (101, 200):
-            return Hijacked(sock, rest, headers)
+            return Hijacked(sock, wire.buffer, headers)
         try:
-            with self._errors(sock):
-                from ketch.client.hijack import read_body
-
-                error_body = read_body(sock, headers, rest)
+            error_body = Answer(wire, version, status, headers, method).read()
+        except OSError as exc:
+            raise self._failure(exc) from None
         finally:
             sock.close()
         raise error_from(status, error_body)
-
-    def _socket(self) -> socket.socket:
-        family = socket.AF_UNIX if self.kind == "unix" else socket.AF_INET
-        if self.kind == "tcp" and self.address.startswith("["):
-            family = socket.AF_INET6
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        if self.timeout is not None:
-            sock.settimeout(self.timeout)
-        return sock
 
 
 class Pending:
     """A request already sent whose answer is read when needed."""
 
-    def __init__(self, owner: Connection, conn: http.client.HTTPConnection) -> None:
+    def __init__(self, owner: Connection, exchange: _Exchange) -> None:
         self._owner = owner
-        self._conn = conn
+        self._exchange = exchange
         self._response: Response | None = None
 
     def ready(self) -> Pending:
         """Block until the answer's headers arrive (for ``wait``: the daemon is now watching the container)."""
         if self._response is None:
-            self._response = self._owner._receive(self._conn)
+            self._response = self._owner._receive(self._exchange)
         return self
 
     def result(self) -> Response:
@@ -426,31 +461,27 @@ class Pending:
         return response
 
     def close(self) -> None:
-        """Abandon the request: the daemon sees the connection close."""
+        """Abandon the request: the daemon sees the connection close (unless its answer was read whole)."""
         if self._response is not None:
             self._response.close()
-        self._conn.close()
-
-
-def _close(conn: http.client.HTTPConnection | socket.socket | None) -> None:
-    if conn is not None:
-        conn.close()
+        self._exchange.close()
 
 
 def encode_query(query: Query) -> str:
     """Go's ``url.Values.Encode``: keys sorted, a list value repeats its key. ``None`` and ``False`` are left
     out, and so is ``""`` unless wrapped in :class:`Keep` (docker sends ``repo=&tag=`` for commit and import)."""
-    pairs: list[tuple[str, str]] = []
+    pairs: list[str] = []
     for key in sorted(query):
         value = query[key]
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, Keep):
-                pairs.append((key, item.value))
+                text = item.value
             elif item is None or item is False or item == "":
                 continue
             else:
-                pairs.append((key, "1" if item is True else str(item)))
-    return urlencode(pairs)
+                text = "1" if item is True else str(item)
+            pairs.append(f"{_percent(key, _FORM)}={_percent(text, _FORM)}")
+    return "&".join(pairs)
 
 
 class Keep:
@@ -462,6 +493,33 @@ class Keep:
         self.value = value
 
 
+if TYPE_CHECKING:
+    QueryValue = str | int | bool | None | Keep | list[str | Keep]
+    Query = Mapping[str, QueryValue]
+
+
 def quote_path(name: str) -> str:
     """A name (``host:5000/a/b:tag``) as a path segment: slashes and colons kept, as the docker client sends."""
-    return quote(name, safe="/:@")
+    return _percent(name, _PATH)
+
+
+# urllib.parse's quote (and quote_plus for forms), which would import re and more: every byte outside
+# RFC 3986's unreserved set (and the set's extras) as %XX with capital hex digits; a form's space is "+".
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_PATH = _UNRESERVED | frozenset(b"/:@")
+_FORM = _UNRESERVED | frozenset(b" ")
+
+
+def _percent(text: str, keep: frozenset[int]) -> str:
+    data = text.encode()
+    if all(byte in keep for byte in data):
+        return text.replace(" ", "+") if keep is _FORM else text
+    out = []
+    for byte in data:
+        if byte == 0x20 and keep is _FORM:
+            out.append("+")
+        elif byte in keep:
+            out.append(chr(byte))
+        else:
+            out.append(f"%{byte:02X}")
+    return "".join(out)

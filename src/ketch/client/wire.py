@@ -24,7 +24,8 @@ __all__ = ["HEAD_LIMIT", "Answer", "BadAnswer", "Exchange", "Headers", "Pool", "
 
 HEAD_LIMIT = 64 * 1024  # an answer's status line and headers; more is not an HTTP answer we understand
 RECV_SIZE = 65536
-_BODY_METHODS = ("POST", "PUT", "PATCH")  # sent with Content-Length: 0 when they carry nothing, as http.client
+# Sent with Content-Length: 0 when they carry nothing, as http.client does.
+_BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
 class BadAnswer(errors.Unavailable):
@@ -300,6 +301,10 @@ class Pool:
     def close(self) -> None:
         while self._idle:
             self._idle.pop().close()
+
+    def __del__(self) -> None:
+        # Kept connections end with their pool (a test's client, or the command's at exit), quietly.
+        self.close()
 
 
 class Exchange:

@@ -716,6 +716,8 @@ class ContainerService:
             timer.cancel()
 
     def reattach(self, container_id: str) -> None:
+        """Watch a container a previous ketchd started (its health checks resume too, as moby's restore)."""
+        self.health.start(container_id)
         self._watch(container_id)
 
     def read_exit(self, container_id: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ create`` (or ``exec -d``) returns, the process is its child and the monitor alon
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -160,6 +161,7 @@ class Monitor:
         )
         self.main = _Proc("", pid, stdio, log)
         self.execs: dict[str, _Proc] = {}
+        self.deleted = False  # the runtime has forgotten the container (cleanup done)
         self._track(self.main)
 
     # -- registration -------------------------------------------------------------------------------------
@@ -409,6 +411,12 @@ class Monitor:
         elif op == "start":
             self._start()
             self._send(client, protocol.ok())
+        elif op in ("state", "wait") and request.get("exec") is not None and request["exec"] not in self.execs:
+            record = self._exec_record(request["exec"])  # an exec pruned from memory
+            if op == "wait":
+                self._send(client, protocol.ok(**record))
+            else:
+                self._send(client, protocol.ok(status="exited", pid=0, exit=record))
         elif op == "state":
             proc = self._proc(request)
             if proc is self.main:
@@ -504,11 +512,34 @@ class Monitor:
         proc.stdin_fd = -1
         if proc.log is not None:
             proc.log.close()
+        if proc is self.main and self.config.cleanup and not self.deleted:
+            # Before the waiters hear of the exit: whoever starts the container again right after must not
+            # find the runtime still holding the old one.
+            self.deleted = True
+            with contextlib.suppress(KetchError):
+                launch.delete(self.config)
+        elif proc is not self.main:
+            self._prune_execs()
         for client in proc.waiters:
             self._send(client, protocol.ok(**(proc.exit or {})))
         proc.waiters.clear()
         for client in list(proc.attached):
             self._end_session(client)
+
+    def _prune_execs(self) -> None:
+        """Forget the oldest finished execs beyond the last 32 (health checks make one every few seconds);
+        their exits stay in exec-<id>.json, which ``wait`` and ``state`` read for an exec no longer held."""
+        finished = [name for name, p in self.execs.items() if p.finished and not p.waiters and not p.attached]
+        for name in finished[: max(0, len(finished) - 32)]:
+            del self.execs[name]
+
+    def _exec_record(self, name: str) -> dict[str, Any]:
+        try:
+            with open(self.config.exec_path(name, "json"), "rb") as f:
+                record: dict[str, Any] = fastjson.loads(f.read())
+        except (OSError, ValueError):
+            raise NotFound(f"no exec {name!r} in container {self.config.container_id}") from None
+        return record
 
     def _done(self) -> bool:
         if not self.main.finished:
@@ -621,7 +652,7 @@ def run_container(config: MonitorConfig, ready: int = -1) -> int:
         if os.path.lexists(config.socket_path):
             os.unlink(config.socket_path)
         monitor.close_clients()
-    if config.cleanup:
+    if config.cleanup and not monitor.deleted:
         try:
             launch.delete(config)
         except KetchError:

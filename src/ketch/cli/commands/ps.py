@@ -115,6 +115,11 @@ def displayable_ports(ports: list[dict[str, Any]]) -> str:
 
 def _familiar_image(image: str) -> str:
     """The image as docker shows it when truncating: familiar name, digest dropped, tag kept."""
+    from ketch.cli.plainref import familiar, split_plain
+
+    plain = split_plain(image)
+    if plain is not None:
+        return familiar(plain[0]) + (f":{plain[1]}" if plain[1] else "")
     from ketch.common.errors import InvalidArgument
     from ketch.spec import reference
 
@@ -256,7 +261,8 @@ def ps(cli: Cli, args: argparse.Namespace) -> int:
                            f'"{args.last}": invalid syntax\nSee \'ketch ps --help\'.', 125) from None  # fmt: skip
     limit = 1 if args.latest and last == -1 else last
     size = args.size or (not args.quiet and bool(fmt) and _uses_size(fmt))
-    listed = cli.client().containers(all=args.all, limit=limit, size=size, filters=_filters(args.filter))
+    filters = _filters(args.filter) if args.filter else None  # no filters: no need for the Filters class
+    listed = cli.client().containers(all=args.all, limit=limit, size=size, filters=filters)
     if fmt in ("", "table"):
         fmt = "{{.ID}}" if args.quiet else PS_TABLE + ("\t{{.Size}}" if size else "")
     elif fmt == "raw":

@@ -69,13 +69,22 @@ def build_request(cli: Cli, args: argparse.Namespace, command: str) -> CreateReq
 
 def _named(image: str) -> Any:
     """The image as a reference to pull, or None for an image ID (``sha256:...``, 64 hex digits)."""
-    import re
+    from ketch.cli.plainref import is_image_id
 
+    if is_image_id(image):
+        return None
     from ketch.spec import reference
 
-    if re.fullmatch(r"(sha256:)?[a-f0-9]{64}", image):
-        return None
     return reference.parse(image)
+
+
+def _check_reference(image: str) -> None:
+    """Refuse a malformed reference before asking the daemon, as docker does; the common plain forms are
+    known good without loading the full grammar."""
+    from ketch.cli.plainref import is_image_id, split_plain
+
+    if not is_image_id(image) and split_plain(image) is None:
+        _named(image)
 
 
 def pull_image(cli: Cli, ref: Any, platform: str) -> None:
@@ -94,18 +103,20 @@ def create_container(cli: Cli, request: CreateRequest) -> str:
 
     from ketch.common.errors import NotFound
 
-    ref = _named(request.body["Image"])
+    image = request.body["Image"]
+    _check_reference(image)
     if request.cidfile and os.path.exists(request.cidfile):
         raise _CreateFailure(
             f"Container ID file found, make sure the other container isn't running or delete {request.cidfile}"
         )
     client = cli.client()
-    if request.pull == "always" and ref is not None:
+    if request.pull == "always" and (ref := _named(image)) is not None:
         pull_image(cli, ref, request.platform)
     try:
         created = client.create_container(request.body, name=request.name, platform=request.platform)
     except NotFound:
-        if ref is None or request.pull != "missing":
+        ref = _named(image) if request.pull == "missing" else None
+        if ref is None:
             raise
         cli.err(f"Unable to find image '{ref.familiar()}' locally\n")
         pull_image(cli, ref, request.platform)

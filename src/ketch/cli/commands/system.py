@@ -31,18 +31,21 @@ def _ansic(stamp: str) -> str:
 
 
 def _client_info(api_version: str) -> dict[str, Any]:
-    import platform
+    import os
+    import sys
 
     import ketch
-    from ketch.spec.engine_api import API_VERSION
+    from ketch.client.http import API_VERSION
 
-    machine = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    # platform.machine() and platform.python_version(), without platform's imports (re among them).
+    machine = os.uname().machine
+    machine = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
     return {
         "Platform": {"Name": ""},
         "Version": ketch.__version__,
         "ApiVersion": api_version,
         "DefaultAPIVersion": API_VERSION,
-        "PythonVersion": platform.python_version(),
+        "PythonVersion": sys.version.split()[0],
         "Os": "linux",
         "Arch": machine,
         "Context": "default",
@@ -63,7 +66,7 @@ def version(cli: Cli, args: argparse.Namespace) -> int:
     except KetchError as exc:
         failure = exc
     if not api_version:
-        from ketch.spec.engine_api import API_VERSION
+        from ketch.client.http import API_VERSION
 
         api_version = API_VERSION
     info = _client_info(api_version)
