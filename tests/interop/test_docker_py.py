@@ -211,10 +211,6 @@ def test_create_start_kill_remove(client: Any, name: str) -> None:
         container.reload()
 
 
-# Not strict: the remaining race is lost about once in 40 starts, so 15 rounds pass as often as not.
-@pytest.mark.xfail(
-    strict=False, reason=f"the monitor forgets the container in the runtime after wait ({BUGS} #1)"
-)
 def test_start_again_right_after_exit(client: Any, name: str) -> None:
     container = client.containers.run(IMAGE, ["echo", "again"], name=name, detach=True)
     failures = []
