@@ -1,10 +1,15 @@
 """Replace pip's console-script launchers of the short-lived commands with lean ones.
 
-pip's generated launcher imports ``re`` (a few ms) and runs with site-packages processing; for
-``ketch-runtime``, which containerd runs several times per container, that is a large share of its time
-budget. The lean launcher runs the venv's interpreter with ``-I -S`` (isolated, no site) and puts the
-directory that holds the ``ketch`` package on ``sys.path`` itself; ketch-runtime needs only the standard
-library, so it needs nothing else from site-packages.
+pip's generated launcher imports ``re`` (a few ms) and runs with site-packages processing (``site``, the
+editable install's ``.pth`` finder); for ``ketch-runtime``, which containerd runs several times per
+container, and for the ``ketch`` CLI, whose every command should start about as fast as the docker CLI's, that
+is a large share of the time. The lean launcher runs the venv's interpreter with ``-I -S`` (isolated, no site)
+and puts the directory that holds the ``ketch`` package on ``sys.path`` itself. Both commands need only the
+standard library (tests/unit/cli/test_cli_startup.py checks the CLI's side), so nothing else from
+site-packages is wanted.
+
+``-I`` also ignores PYTHONDONTWRITEBYTECODE: a module edited after ``make venv`` compiled it is compiled once
+and its bytecode kept, rather than compiled again on every call.
 """
 
 from __future__ import annotations
@@ -14,16 +19,20 @@ import sys
 
 import ketch
 
-COMMANDS = {"ketch-runtime": "ketch.runtime.cli"}
+COMMANDS = {"ketch-runtime": "ketch.runtime.cli", "ketch": "ketch.cli.main"}
 
-# os._exit skips the interpreter's finalisation (module teardown, ~3 ms) once output is flushed.
+# os._exit skips the interpreter's finalisation (module teardown, ~3 ms) once output is flushed; a reader that
+# went away (``ketch ps | head -1``) is not an error worth a traceback, as with the CLI's own BrokenPipeError.
 TEMPLATE = """#!{python} -IS
 import os, sys
 sys.path.insert(0, {path!r})
 from {module} import main
 code = main()
-sys.stdout.flush()
-sys.stderr.flush()
+try:
+    sys.stdout.flush()
+    sys.stderr.flush()
+except BrokenPipeError:
+    code = code or 1
 os._exit(code)
 """
 

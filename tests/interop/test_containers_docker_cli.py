@@ -127,8 +127,12 @@ class Cli:
             stdout, stderr = (clean_text(f.read().decode(errors="replace")) for f in (out, err))
         return subprocess.CompletedProcess(argv, returncode, stdout, stderr)
 
-    def sized_tty(self, *args: str, rows: int, cols: int, timeout: float = 30) -> tuple[int, str]:
-        """The CLI with a pty of ``rows`` x ``cols`` as stdin, stdout and stderr; returns (status, output)."""
+    def sized_tty(self, *args: str, rows: int = 24, cols: int = 80, typing: tuple[tuple[bytes, bytes], ...] = (),
+                  timeout: float = 30) -> tuple[int, str]:  # fmt: skip
+        """The CLI on a pty of ``rows`` x ``cols`` (its stdin, stdout and stderr); returns (status, output).
+
+        ``typing`` is what a person types: each (prompt, keys) waits for ``prompt`` in the output that follows
+        the previous keys (so the CLI has put the terminal in raw mode), then sends ``keys``."""
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         try:
@@ -137,6 +141,7 @@ class Cli:
         finally:
             os.close(slave)
         out = bytearray()
+        pending, seen_from = list(typing), 0
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
@@ -152,12 +157,16 @@ class Cli:
                 if not data:
                     break
                 out += data
+                if pending and pending[0][0] in out[seen_from:]:
+                    seen_from = len(out)
+                    os.write(master, pending.pop(0)[1])
             returncode = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             os.close(master)
+        assert not pending, f"never saw {pending[0][0]!r} in {bytes(out)!r}"
         return returncode, clean_text(out.decode(errors="replace"))
 
     def cleanup(self) -> None:
@@ -314,6 +323,18 @@ def test_run_interactive(cli: Cli) -> None:
     # on a terminal of a known size, the CLI's resize reaches the container's pty
     code, out = cli.sized_tty("run", "-it", "--rm", IMAGE, "sh", "-c", SIZE_PROBE, rows=33, cols=111)
     assert (code, lines(out)) == (0, ["33 111"]), out
+    # what is typed reaches the shell, its exit status is the CLI's
+    code, out = cli.sized_tty(
+        "run", "-it", "--rm", IMAGE, "sh", typing=((b"# ", b"echo typed-$((40+2)); exit 3\r"),)
+    )
+    assert code == 3 and "\ntyped-42\n" in out, out
+    # ctrl-p ctrl-q detaches: the CLI ends, the container runs on
+    detached = cli.name("detach")
+    code, out = cli.sized_tty("run", "-it", "--name", detached, IMAGE, "sh", typing=((b"# ", b"\x10\x11"),))
+    assert code == 0, out
+    assert cli.inspect(detached, "{{.State.Status}}") == "running"
+    code, out = cli.sized_tty("exec", "-it", detached, "sh", typing=((b"# ", b"echo in-exec; exit 6\r"),))
+    assert code == 6 and "\nin-exec\n" in out, out
 
 
 def test_create_start_attach_wait(cli: Cli) -> None:

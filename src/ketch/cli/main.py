@@ -94,12 +94,27 @@ class _Parser:
     def make(prog: str, **kwargs: Any) -> argparse.ArgumentParser:
         import argparse
 
+        class Formatter(argparse.HelpFormatter):
+            # argparse makes a formatter for every add_argument (to check its metavar), and the stock one asks
+            # shutil for the terminal's width: shutil's import (compression modules) costs more than the rest.
+            def __init__(
+                self,
+                prog: str,
+                indent_increment: int = 2,
+                max_help_position: int = 24,
+                width: int | None = None,
+            ) -> None:
+                super().__init__(
+                    prog, indent_increment, max_help_position, _columns() - 2 if width is None else width
+                )
+
         class Parser(argparse.ArgumentParser):
             interspersed = True
             requires = ""
 
             def __init__(self, *args: Any, **kw: Any) -> None:
                 kw.setdefault("allow_abbrev", False)  # docker's flags are never abbreviated
+                kw.setdefault("formatter_class", Formatter)
                 super().__init__(*args, **kw)
                 self.narrow: Any = None  # a _Narrow (or its next level) while building one command
 
@@ -128,6 +143,20 @@ class _Parser:
                 return parsed, extra
 
         return Parser(prog=prog, **kwargs)
+
+
+def _columns() -> int:
+    """``shutil.get_terminal_size().columns``: $COLUMNS, else the width of stdout's terminal, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
 
 
 def _flag_name(action: Any) -> str:
@@ -274,10 +303,13 @@ def _build(
     if argv is not None:
         narrow = _Narrow(_command_path(argv))
         if narrow.path:
-            parser, handlers = _build_with(narrow)
+            module = COMMAND_MODULES.get(narrow.path[0])
+            parser, handlers = _build_with(narrow, _MODULES if module is None else (module,))
             if not narrow.missed:
                 return parser, handlers
-    return _build_with(None)
+        elif ("-v" in argv or "--version" in argv) and "-h" not in argv and "--help" not in argv:
+            return _build_with(None, ())  # ``ketch --version`` runs no command: none need building
+    return _build_with(None, _MODULES)
 
 
 # The command modules in the order their commands are listed, and the top-level commands each registers: a
@@ -318,9 +350,8 @@ COMMAND_MODULES: dict[str, str] = {
 
 
 def _build_with(
-    narrow: _Narrow | None,
+    narrow: _Narrow | None, modules: tuple[str, ...]
 ) -> tuple[argparse.ArgumentParser, dict[str, Callable[[Cli, argparse.Namespace], int]]]:
-    wanted = COMMAND_MODULES.get(narrow.path[0]) if narrow is not None else None
     parser = _Parser.make("ketch", description="A self-sufficient runtime for containers", add_help=True)
     parser.interspersed = False  # type: ignore[attr-defined]
     parser.narrow = narrow  # type: ignore[attr-defined]
@@ -333,7 +364,7 @@ def _build_with(
     parser.add_argument("-v", "--version", action="store_true", help="Print version information and quit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=type(parser))
     handlers: dict[str, Callable[[Cli, argparse.Namespace], int]] = {}
-    for name in _MODULES if wanted is None else (wanted,):
+    for name in modules:
         module = __import__(f"ketch.cli.commands.{name}", fromlist=["register"])
         module.register(sub, handlers)
     return parser, handlers

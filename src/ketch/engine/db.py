@@ -435,10 +435,15 @@ class Database:
             where.append(f"s.exit_code IN ({codes})")
             params += sorted(f.exited)
         query = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-        with self.transaction(write=False):
-            before = self._position(f.before)
-            since = self._position(f.since)
-            rows = self._conn.execute(query + " ORDER BY c.created_at DESC, c.id DESC", params).fetchall()
+        order = " ORDER BY c.created_at DESC, c.id DESC"
+        if f.before or f.since:  # positions and rows from one snapshot
+            with self.transaction(write=False):
+                before = self._position(f.before)
+                since = self._position(f.since)
+                rows = self._conn.execute(query + order, params).fetchall()
+        else:  # one statement is its own snapshot: no BEGIN/COMMIT round trips
+            before = since = None
+            rows = self._conn.execute(query + order, params).fetchall()
         out: list[Container] = []
         for row in rows:
             position = (row[3], row[0])

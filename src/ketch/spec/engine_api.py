@@ -69,8 +69,14 @@ def compare_versions(a: str, b: str) -> int:
     return (left > right) - (left < right)
 
 
+_ACCEPTED: set[str] = set()  # versions already found inside the default window: every request checks one
+
+
 def check_version(version: str, *, minimum: str = MIN_API, maximum: str = API_VERSION) -> None:
     """Raise InvalidArgument (400), with dockerd's words, for a request version outside the window."""
+    default_window = minimum == MIN_API and maximum == API_VERSION
+    if default_window and version in _ACCEPTED:
+        return
     if compare_versions(version, minimum) < 0:
         raise InvalidArgument(
             f"client version {version} is too old. Minimum supported API version is {minimum}, "
@@ -80,6 +86,8 @@ def check_version(version: str, *, minimum: str = MIN_API, maximum: str = API_VE
         raise InvalidArgument(
             f"client version {version} is too new. Maximum supported API version is {maximum}"
         )
+    if default_window and len(_ACCEPTED) < 64:
+        _ACCEPTED.add(version)
 
 
 def negotiate(server_version: str | None, client_maximum: str = API_VERSION) -> str:

@@ -166,7 +166,18 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
         return Response.empty(204)
 
     async def kill(request: Request) -> Reply:
-        await run(service.kill, request.params["id"], request.query.get("signal") or "")
+        ref, text = request.params["id"], (request.query.get("signal") or "").strip()
+        try:
+            await run(service.kill, ref, text)
+        except KetchError as exc:
+            # dockerd's kill route prefixes what the daemon refused with the reference it was given; a signal
+            # name it cannot parse is refused before that, a number out of range by the daemon
+            message = str(exc)
+            if message.startswith("Invalid signal"):
+                if not text.isdigit():
+                    raise
+                message = f"The linux daemon does not support signal {text}"
+            raise type(exc)(f"Cannot kill container: {ref}: {message}") from None
         return Response.empty(204)
 
     async def pause(request: Request) -> Reply:
@@ -210,7 +221,7 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
         raw = {k: filters.get(k) for k in filters}
         for key in raw:
             if key not in ("until", "label", "label!"):
-                raise InvalidArgument(f"invalid filter '{key}'")
+                raise InvalidArgument(f"Invalid filter '{key}'")
         until = 0
         for value in raw.get("until", []):
             until = _until(value)
@@ -265,8 +276,8 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
         if record.host_config.log_config.type != "json-file":
             driver = record.host_config.log_config.type
             raise InvalidArgument(f'configured logging driver does not support reading: "{driver}"')
-        tail_text = q.get("tail") or "all"
-        tail = -1 if tail_text == "all" else _int(tail_text, "tail")
+        tail = _tail(q.get("tail") or "all")
+        details = q.boolean("details")
         since, until = _time_param(q.get("since")), _time_param(q.get("until"))
         timestamps, follow = q.boolean("timestamps"), q.boolean("follow")
         tty = record.config.tty
@@ -471,12 +482,36 @@ def _int(text: str, what: str) -> int:
         raise InvalidArgument(f'strconv.Atoi: parsing "{text}": invalid syntax ({what})') from None
 
 
+def _tail(text: str) -> int:
+    """moby reads ``tail`` with Atoi and takes anything else ("all", "abc") as every line."""
+    try:
+        return int(text)
+    except ValueError:
+        return -1
+
+
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def _go_duration(text: str) -> int | None:
+    """Go's time.ParseDuration (``90s``, ``1h30m``, ``1.5h``) in nanoseconds; None when ``text`` is not one."""
+    body = text[1:] if text[:1] in "+-" else text
+    if not body or _DURATION_PART.sub("", body):
+        return None
+    total = sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(body))
+    return int(-total if text.startswith("-") else total)
+
+
 def _until(value: str) -> int:
-    now = time.time_ns()
-    units = {"s": 1, "m": 60, "h": 3600}
-    if value and value[-1] in units and value[:-1].isdigit():
-        return now - int(value[:-1]) * units[value[-1]] * 10**9
-    return _time_param(value)
+    """A prune ``until``: a duration back from now, a unix time or an RFC 3339 date (moby's GetTimestamp)."""
+    duration = _go_duration(value)
+    if duration is not None:
+        return time.time_ns() - duration
+    try:
+        return _time_param(value)
+    except InvalidArgument:
+        raise InvalidArgument(f'failed to parse value as time or duration: "{value}"') from None
 
 
 def _ps(ps_args: str, pids: set[int]) -> dict[str, Any]:
