@@ -526,8 +526,6 @@ def _starts_seen(cli: Cli, name: str, count: int) -> bool:
     return cli.ok("logs", name).count("ready") == count
 
 
-@pytest.mark.xfail(strict=True, reason="ketchd: the old run's rootfs unmount races the restart's mount (see "
-                   "/tmp/bugs-cli.md, 'restart')")  # fmt: skip
 def test_restart(cli: Cli) -> None:
     name = cli.name("restart")
     cli.ok("run", "-d", "--name", name, IMAGE, "sh", "-c", TRAPS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import subprocess
 import threading
@@ -174,7 +175,7 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
             # name it cannot parse is refused before that, a number out of range by the daemon
             message = str(exc)
             if message.startswith("Invalid signal"):
-                if not text.isdigit():
+                if not text.isdigit() or int(text) == 0:
                     raise
                 message = f"The linux daemon does not support signal {text}"
             raise type(exc)(f"Cannot kill container: {ref}: {message}") from None
@@ -316,8 +317,10 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
             try:
                 while (entry := await queue.get()) is not None:
                     data = entry.data
+                    if details:  # the entry's attributes (ketch's log records none), then a space
+                        data = b" " + data
                     if timestamps:
-                        data = logfile.format_time(entry.time_ns).encode() + b" " + data
+                        data = _fixed_time(entry.time_ns) + b" " + data
                     if tty:
                         yield data
                     else:
@@ -480,6 +483,12 @@ def _int(text: str, what: str) -> int:
         return int(text)
     except ValueError:
         raise InvalidArgument(f'strconv.Atoi: parsing "{text}": invalid syntax ({what})') from None
+
+
+def _fixed_time(time_ns: int) -> bytes:
+    """RFC3339NanoFixed, as ``logs -t`` prints it: always nine digits of nanoseconds."""
+    seconds, nanos = divmod(time_ns, 10**9)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode() + b".%09dZ" % nanos
 
 
 def _tail(text: str) -> int:

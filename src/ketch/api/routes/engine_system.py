@@ -40,11 +40,11 @@ def register(
     async def events(request: Request) -> Reply:
         q = request.query
         raw = q.filters()
-        flt = EventFilter.from_api({k: raw.get(k) for k in raw.keys()})
+        flt = EventFilter.from_api({k: raw.get(k) for k in raw})
         since = _time_param(q.get("since")) if q.get("since") else None
         until = _time_param(q.get("until")) if q.get("until") else None
         if since is not None and until is not None and until < since:
-            raise InvalidArgument("`since` time must be before `until` time")
+            raise InvalidArgument(f"`since` time ({q.get('since')}) cannot be after `until` time ({q.get('until')})")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event] = asyncio.Queue()
         def deliver(event: Event) -> None:

@@ -1,0 +1,171 @@
+"""Bridges and veth pairs through netlink (pyroute2): what a bridge network is on the host.
+
+- A network's bridge device (``ketch0`` for the default network, ``kbr-<12 hex>`` for user networks) holds the
+  gateway addresses and is up.
+- A container joins by a veth pair: the host end (``veth<7 hex>``) is a port of the bridge (hairpin on, so a
+  container reaches itself through a published port), the other end moves into the container's namespace as
+  ``eth0`` (``eth1``, ... for further networks) with its address, Docker's MAC (02:42 and the IPv4 address) and,
+  for the first network, the default route.
+
+Nothing here shells out to ``ip``; every call names the device it changes, so nothing else on the host is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import os
+from collections.abc import Iterator, Sequence
+
+from pyroute2 import IPRoute, NetNS
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ketch.common.errors import Conflict, SystemFailure
+
+__all__ = [
+    "connect",
+    "delete_bridge",
+    "disconnect",
+    "docker_mac",
+    "ensure_bridge",
+    "host_ifname",
+    "links",
+    "set_sysctl",
+]
+
+
+def host_ifname(container_id: str, network_id: str) -> str:
+    """The host end of a container's veth on a network: stable, so a restarted ketchd finds it (15 bytes max)."""
+    return "veth" + hashlib.sha256(f"{container_id}/{network_id}".encode()).hexdigest()[:7]
+
+
+def docker_mac(ipv4: str) -> str:
+    """Docker's MAC for an IPv4 address: 02:42 followed by the address' four bytes."""
+    octets = ipaddress.IPv4Address(ipv4).packed
+    return "02:42:" + ":".join(f"{b:02x}" for b in octets)
+
+
+def _fail(what: str, exc: NetlinkError) -> SystemFailure:
+    return SystemFailure(f"{what}: {exc.args[1] if len(exc.args) > 1 else exc}", errno=exc.code)
+
+
+@contextlib.contextmanager
+def _ipr() -> Iterator[IPRoute]:
+    ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def links() -> list[str]:
+    with _ipr() as ipr:
+        return [str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()]
+
+
+def set_sysctl(path: str, value: str) -> None:
+    """Write ``/proc/sys/<path>`` (dots or slashes); SystemFailure names the key."""
+    full = "/proc/sys/" + path.replace(".", "/") if "/" not in path else path
+    try:
+        with open(full, "w") as f:
+            f.write(value)
+    except OSError as exc:
+        raise SystemFailure.from_oserror(f"set {path}", exc) from None
+
+
+def ensure_bridge(name: str, addresses: Sequence[str], *, mtu: int = 1500) -> int:
+    """Create the bridge if it is missing, give it ``addresses`` (CIDR notation), bring it up; its index."""
+    with _ipr() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        try:
+            if not found:
+                ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+                found = ipr.link_lookup(ifname=name)
+            index = int(found[0])
+            have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index)}
+            for cidr in addresses:
+                iface = ipaddress.ip_interface(cidr)
+                if (str(iface.ip), iface.network.prefixlen) not in have:
+                    ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            ipr.link("set", index=index, state="up")
+        except NetlinkError as exc:
+            raise _fail(f"set up bridge {name}", exc) from None
+        return index
+
+
+def delete_bridge(name: str) -> None:
+    with _ipr() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if found:
+            try:
+                ipr.link("del", index=found[0])
+            except NetlinkError as exc:
+                raise _fail(f"delete bridge {name}", exc) from None
+
+
+def connect(
+    netns_path: str,
+    bridge: str,
+    *,
+    host_name: str,
+    ifname: str,
+    addresses: Sequence[str],
+    gateways: Sequence[str] = (),
+    mac: str | None = None,
+    mtu: int = 1500,
+) -> None:
+    """Join the namespace at ``netns_path`` to ``bridge`` with a new veth pair; ``addresses`` in CIDR
+    notation; ``gateways`` become default routes (give them for the container's first network only)."""
+    peer = f"k{os.getpid() % 100000}{host_name[-6:]}"[:15]  # a temporary name until it is inside
+    with _ipr() as ipr:
+        bridge_index = ipr.link_lookup(ifname=bridge)
+        if not bridge_index:
+            raise SystemFailure(f"bridge {bridge} does not exist")
+        if ipr.link_lookup(ifname=host_name):
+            raise Conflict(f"interface {host_name} already exists: the container is already on this network")
+        try:
+            ipr.link("add", ifname=host_name, kind="veth", peer=peer, mtu=mtu)
+            host_index = ipr.link_lookup(ifname=host_name)[0]
+            ipr.link("set", index=host_index, master=bridge_index[0])
+            ipr.brport("set", index=host_index, hairpin_mode=1)
+            ipr.link("set", index=host_index, state="up")
+            fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                ipr.link("set", index=ipr.link_lookup(ifname=peer)[0], net_ns_fd=fd)
+            finally:
+                os.close(fd)
+        except NetlinkError as exc:
+            with contextlib.suppress(NetlinkError, IndexError):
+                ipr.link("del", index=ipr.link_lookup(ifname=host_name)[0])
+            raise _fail(f"create veth {host_name} on {bridge}", exc) from None
+    try:
+        with NetNS(netns_path) as ns:
+            index = ns.link_lookup(ifname=peer)[0]
+            ns.link("set", index=index, ifname=ifname, mtu=mtu, **({"address": mac} if mac else {}))
+            for cidr in addresses:
+                iface = ipaddress.ip_interface(cidr)
+                ns.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            ns.link("set", index=index, state="up")
+            lo = ns.link_lookup(ifname="lo")[0]
+            ns.link("set", index=lo, state="up")
+            for gateway in gateways:
+                family = 10 if ipaddress.ip_address(gateway).version == 6 else 2
+                ns.route("add", dst="default", gateway=gateway, family=family)
+    except NetlinkError as exc:
+        disconnect(host_name)
+        raise _fail(f"configure {ifname} in {netns_path}", exc) from None
+
+
+def disconnect(host_name: str) -> None:
+    """Remove a veth pair by its host end (its peer, in the container, goes with it); tolerates a missing one."""
+    with _ipr() as ipr:
+        found = ipr.link_lookup(ifname=host_name)
+        if found:
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=found[0])
+
+
+def container_interfaces(netns_path: str) -> list[str]:
+    with NetNS(netns_path) as ns:
+        return [str(link.get_attr("IFLA_IFNAME")) for link in ns.get_links()]
