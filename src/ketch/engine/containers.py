@@ -37,6 +37,7 @@ from ketch.engine.layout import ContainerPaths, EngineSettings
 from ketch.engine.lifecycle import Event
 from ketch.engine.merge import merge_image_config
 from ketch.engine.model import ContainerConfig, ContainerRecord, ContainerState, HostConfig, Resources, Status
+from ketch.engine.network_hooks import Attachment, Networking, NoNetworking
 from ketch.engine.rootfs import mount_rootfs, unmount_rootfs
 from ketch.image.service import ImageService
 from ketch.shim.client import ShimClient, read_exit
@@ -86,6 +87,7 @@ class ContainerService:
         self._closing = False
         self.last_exit_codes: dict[str, int] = {}  # kept past removal, for wait?condition=removed
         self.health = HealthMonitor(self)
+        self.networking: Networking = NoNetworking()  # the daemon installs engine/networks.py's
 
     # ---- helpers ----------------------------------------------------------------------------------------
 
@@ -244,9 +246,15 @@ class ContainerService:
         shutil.rmtree(paths.state_dir, ignore_errors=True)
         os.makedirs(paths.state_dir, mode=0o700)
         mount_rootfs(self.images.snapshotter.mounts(cid), paths.rootfs)
-        netns, host_net = self._network_namespace(record)
+        if record.host_config.network_mode.startswith("container:"):
+            net = Attachment(netns_path=self._joined_ns(record.host_config.network_mode, "net"))
+        else:
+            net = self.networking.attach(record)
+        netns, host_net = net.netns_path, net.host_network
         hostname = record.config.hostname or cid[:12]
-        write_etc_files(paths.data_dir, hostname, domainname=record.config.domainname, host_network=host_net)
+        write_etc_files(paths.data_dir, hostname, domainname=record.config.domainname, host_network=host_net,
+                        address=net.address, extra_hosts=net.extra_hosts, dns=net.dns, dns_search=net.dns_search,
+                        dns_options=net.dns_options)  # fmt: skip
         seccomp_text = _seccomp_file(host.security_opt or ())
         spec = ocispec.build_spec(record, ocispec.SpecInputs(
             rootfs=paths.rootfs, container_dir=paths.data_dir, cgroup_parent=self.settings.cgroup_parent,
@@ -291,14 +299,6 @@ class ContainerService:
                   cid[:12], *((b - a) * 1000 for a, b in itertools.pairwise(marks)),
                   (time.perf_counter() - marks[-1]) * 1000)  # fmt: skip
         return spawned
-
-    def _network_namespace(self, record: ContainerRecord) -> tuple[str, bool]:
-        mode = record.host_config.network_mode
-        if mode == "host":
-            return "", True
-        if mode.startswith("container:"):
-            return self._joined_ns(mode, "net"), False
-        return "", False
 
     def _joined_ns(self, mode: str, ns: str) -> str:
         kind, _, target = mode.partition(":")
@@ -374,9 +374,8 @@ class ContainerService:
         if event is Event.EXIT_RESTART:
             self._schedule_restart(container_id, delay)
             return
-        if new.status is Status.EXITED:
-            if record.host_config.auto_remove:
-                threading.Thread(target=self._auto_remove, args=(container_id,), daemon=True).start()
+        if new.status is Status.EXITED and record.host_config.auto_remove:
+            threading.Thread(target=self._auto_remove, args=(container_id,), daemon=True).start()
 
     def _restart_decision(
         self, record: ContainerRecord, state: ContainerState, code: int
@@ -426,6 +425,10 @@ class ContainerService:
         """Unmount the rootfs; ``runtime_delete`` makes sure the runtime forgot the container, which a monitor
         that saw the exit has already done (it runs ``delete`` itself)."""
         paths = self.paths(record.id)
+        try:
+            self.networking.detach(record.id)
+        except KetchError as exc:
+            log.warning("taking %s off its networks: %s", record.id[:12], exc)
         if runtime_delete:
             with contextlib.suppress(KetchError):
                 self._run_runtime(record.host_config, "delete", "--force", record.id)
@@ -653,6 +656,7 @@ class ContainerService:
         shutil.rmtree(paths.bundle, ignore_errors=True)
         shutil.rmtree(paths.state_dir, ignore_errors=True)
         shutil.rmtree(paths.data_dir, ignore_errors=True)
+        self.networking.forget(cid)
         with self._lock, contextlib.suppress(NotFound):
             self.db.delete(cid)
 

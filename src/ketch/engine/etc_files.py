@@ -82,7 +82,11 @@ def write_etc_files(
     *,
     domainname: str = "",
     host_network: bool = False,
+    address: str = "",
     extra_hosts: tuple[str, ...] = (),
+    dns: tuple[str, ...] = (),
+    dns_search: tuple[str, ...] = (),
+    dns_options: tuple[str, ...] = (),
     host_resolv_conf: str = "/etc/resolv.conf",
 ) -> None:
     full = f"{hostname}.{domainname}" if domainname else hostname
@@ -95,7 +99,7 @@ def write_etc_files(
             hosts = _LOOPBACK_HOSTS
         hosts += "".join(f"{e.partition(':')[2]}\t{e.partition(':')[0]}\n" for e in extra_hosts)
     else:
-        hosts = hosts_text(full, extra=extra_hosts)
+        hosts = hosts_text(full, address=address, extra=extra_hosts)
     try:
         with open(host_resolv_conf) as f:
             resolv = f.read()
@@ -105,6 +109,6 @@ def write_etc_files(
     atomic_write(os.path.join(directory, "hosts"), hosts.encode(), mode=0o644)
     atomic_write(
         os.path.join(directory, "resolv.conf"),
-        resolv_conf_text(resolv, host_network=host_network).encode(),
+        resolv_conf_text(resolv, host_network=host_network, dns=dns, search=dns_search, options=dns_options).encode(),
         mode=0o644,
     )

@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any
 
+from ketch.common.errors import KetchError
 from ketch.engine.containers import ContainerService
 from ketch.engine.db import ContainerFilters
 from ketch.engine.model import Status, format_time
@@ -97,8 +98,10 @@ def system_info(service: ContainerService, *, version: str, insecure: list[str],
         "RegistryConfig": {
             "AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
             "InsecureRegistryCIDRs": ["127.0.0.0/8"],
-            "IndexConfigs": {name: {"Name": name, "Mirrors": [], "Secure": False, "Official": False}
-                             for name in insecure},
+            "IndexConfigs": {
+                "docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True, "Official": True},
+                **{name: {"Name": name, "Mirrors": [], "Secure": False, "Official": False} for name in insecure},
+            },
             "Mirrors": [],
         },
         "NCPU": os.cpu_count() or 1,
@@ -148,12 +151,34 @@ def disk_usage(service: ContainerService, images: list[dict[str, Any]]) -> dict[
     in_use: dict[str, int] = {}
     for c in containers:
         in_use[c.record.image_id] = in_use.get(c.record.image_id, 0) + 1
+    layers, shared = _layer_usage(service)
     for image in images:
         image["Containers"] = in_use.get(image.get("Id", ""), 0)
+        image["SharedSize"] = shared.get(image.get("Id", ""), image.get("SharedSize", -1))
     return {
-        "LayersSize": sum(int(i.get("Size", 0)) for i in images),
+        "LayersSize": layers if layers is not None else sum(int(i.get("Size", 0)) for i in images),
         "Images": images,
         "Containers": items,
         "Volumes": [],
         "BuildCache": [],
     }
+
+
+def _layer_usage(service: ContainerService) -> tuple[int | None, dict[str, int]]:
+    """What ``/system/df`` adds to the image list: the size of every layer counted once, and per image the
+    size of its layers that other images share (``docker system df -v``'s SHARED SIZE)."""
+    try:
+        records = list(service.images.store.read().images.values())
+    except (KetchError, OSError):
+        return None, {}
+    users: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for rec in records:
+        for chain, size in zip(rec.chain_ids, rec.layer_sizes, strict=False):
+            users[chain] = users.get(chain, 0) + 1
+            sizes[chain] = size
+    shared = {
+        rec.id: sum(size for chain, size in zip(rec.chain_ids, rec.layer_sizes, strict=False) if users[chain] > 1)
+        for rec in records
+    }
+    return sum(sizes.values()), shared

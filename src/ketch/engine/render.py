@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import time
 from typing import Any
 
@@ -35,6 +36,17 @@ def _host_config(container: Container) -> dict[str, Any]:
     # the paths the OCI spec masks or makes read-only (ocispec.py); a privileged container has none
     out.setdefault("MaskedPaths", None if host.privileged else list(MASKED_PATHS))
     out.setdefault("ReadonlyPaths", None if host.privileged else list(READONLY_PATHS))
+    return out
+
+
+def _config(container: Container) -> dict[str, Any]:
+    record = container.record
+    out = record.config.to_api()
+    if not out.get("Hostname"):  # dockerd fills it at create: the host's name with --network host, else the ID
+        host_mode = record.host_config.network_mode == "host"
+        out["Hostname"] = platform.node() if host_mode else record.id[:12]
+    if not out.get("Volumes"):  # the CLI sends {}; dockerd keeps no empty map
+        out["Volumes"] = None
     return out
 
 
@@ -137,7 +149,7 @@ def inspect_container(
     if sizes is not None:
         out["SizeRw"], out["SizeRootFs"] = sizes
     out["Mounts"] = _mounts(container)
-    out["Config"] = record.config.to_api()
+    out["Config"] = _config(container)
     out["NetworkSettings"] = network_settings(container)
     return out
 
