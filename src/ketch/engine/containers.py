@@ -149,7 +149,8 @@ class ContainerService:
     def containers_using(self, image_id: str) -> list[str]:
         with self._lock:
             return [
-                c.record.id for c in self.db.list_containers(ContainerFilters(all=True, ancestor=frozenset({image_id})))
+                c.record.id
+                for c in self.db.list_containers(ContainerFilters(all=True, ancestor=frozenset({image_id})))
             ]
 
     def is_running(self, container_id: str) -> bool:
