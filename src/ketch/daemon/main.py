@@ -24,6 +24,7 @@ from ketch.common.atomic import atomic_write
 from ketch.common.errors import Conflict, InvalidArgument, KetchError, SystemFailure
 from ketch.daemon.config import DaemonConfig, load_config
 from ketch.engine.containers import ContainerService
+from ketch.engine.events import EventBus
 from ketch.engine.execs import ExecService
 from ketch.engine.layout import EngineSettings
 from ketch.image.archive import Loaded
@@ -56,6 +57,7 @@ class DaemonImages:
         self.service = service
         self.insecure_registries = tuple(insecure_registries)
         self._registry_for = registry_for or self._client_for
+        self.events: EventBus | None = None  # the engine's, once it exists
 
     def _client_for(self, registry: str, creds: Credentials) -> Registry:
         return RegistryClient(
@@ -88,29 +90,53 @@ class DaemonImages:
     def history(self, name: str) -> list[dict[str, Any]]:
         return self.service.history(name)
 
+    def _event(self, action: str, actor: str, name: str = "") -> None:
+        """Docker's image events (pull, push, tag, untag, delete, load, import, save) on the engine's bus."""
+        if self.events is not None:
+            self.events.publish("image", action, actor, {"name": name or actor})
+
+    def _image_id(self, name: str) -> str:
+        try:
+            return str(self.service.store.find(name).id)
+        except KetchError:
+            return name
+
     def tag(self, source: str, target: str) -> None:
         self.service.tag(source, target)
+        self._event("tag", self._image_id(target), target)
 
     def remove(self, name: str, force: bool, prune: bool) -> list[dict[str, str]]:
-        return self.service.remove(name, force, prune)
+        removed = self.service.remove(name, force, prune)
+        for entry in removed:
+            for action, actor in (("untag", entry.get("Untagged")), ("delete", entry.get("Deleted"))):
+                if actor:
+                    self._event(action, actor)
+        return removed
 
     def prune(self, filters: Mapping[str, list[str]]) -> dict[str, Any]:
         return self.service.prune(True, filters)
 
     def save(self, names: Sequence[str], out: BinaryIO) -> None:
         self.service.save(names, out)
+        for name in names:
+            self._event("save", self._image_id(name), name)
 
     def load(self, stream: BinaryIO) -> Loaded:
-        return self.service.load(stream)
+        loaded = self.service.load(stream)
+        for image in loaded.images:
+            self._event("load", image.id, image.tags[0] if image.tags else image.id)
+        return loaded
 
     def pull(self, ref: str, platform: str | None, progress: Progress, auth: Credentials | None) -> None:
         with self._with_auth(ref, auth) as service:
             service.pull(ref, platform, progress)
+        self._event("pull", ref)
 
     def push(self, ref: str, progress: Progress, auth: Credentials | None) -> str:
         with self._with_auth(ref, auth) as service:
             digest: str = service.push(ref, progress)
-            return digest
+        self._event("push", ref)
+        return digest
 
     def login(self, server: str, username: str, password: str) -> None:
         with RegistryClient(insecure_registries=self.insecure_registries) as client:
@@ -119,7 +145,9 @@ class DaemonImages:
     def import_tarball(
         self, stream: BinaryIO, ref: str | None, changes: Sequence[str], message: str, platform: str | None
     ) -> str:
-        return self.service.import_tarball(stream, ref, changes, message, platform=platform)
+        image_id = self.service.import_tarball(stream, ref, changes, message, platform=platform)
+        self._event("import", image_id, ref or image_id)
+        return image_id
 
     def close(self) -> None:
         self.service.close()
@@ -146,6 +174,7 @@ def start_engine(
     db = Database.open(os.path.join(config.data_root, "ketch.db"))
     containers = ContainerService(settings, db, images.service, EventBus(), spawner)
     images.service.set_container_hooks(containers.containers_using, containers.is_running)
+    images.events = containers.events
     counts = reconcile(containers)
     log.info("containers: %s", ", ".join(f"{n} {what}" for what, n in counts.items()))
     return Engine(containers, ExecService(containers))
