@@ -25,7 +25,7 @@ COMMANDS = {"ketch-runtime": "ketch.runtime.cli", "ketch": "ketch.cli.main"}
 # went away (``ketch ps | head -1``) is not an error worth a traceback, as with the CLI's own BrokenPipeError.
 TEMPLATE = """#!{python} -IS
 import os, sys
-sys.path.insert(0, {path!r})
+{prelude}sys.path.insert(0, {path!r})
 from {module} import main
 code = main()
 try:
@@ -36,15 +36,32 @@ except BrokenPipeError:
 os._exit(code)
 """
 
+# -I ignores PYTHONUNBUFFERED, which pip's launcher honoured: the CLI keeps it (set, stdout and stderr reach a
+# shared pipe in the order they were written, as the docker CLI's do), as python -u would do it.
+UNBUFFERED = """if os.environ.get("PYTHONUNBUFFERED"):
+    import io
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None:
+            raw = io.FileIO(stream.fileno(), "w", closefd=False)
+            setattr(sys, name, io.TextIOWrapper(raw, stream.encoding, stream.errors, "\\n", write_through=True))
+"""
+PRELUDES = {"ketch": UNBUFFERED}
+
+
+def render(name: str, python: str, path: str) -> str:
+    """The launcher of command ``name``."""
+    return TEMPLATE.format(python=python, path=path, module=COMMANDS[name], prelude=PRELUDES.get(name, ""))
+
 
 def main() -> None:
     bindir = os.path.dirname(sys.executable)
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(ketch.__file__)))
-    for name, module in COMMANDS.items():
+    for name in COMMANDS:
         target = os.path.join(bindir, name)
         tmp = target + ".tmp"
         with open(tmp, "w") as f:
-            f.write(TEMPLATE.format(python=sys.executable, path=package_parent, module=module))
+            f.write(render(name, sys.executable, package_parent))
         os.chmod(tmp, 0o755)
         os.replace(tmp, target)
 

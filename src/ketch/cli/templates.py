@@ -413,6 +413,12 @@ def _truncate(value: Any, length: int) -> str:
     return go_string(value)[:length]
 
 
+def _title(value: Any) -> str:
+    import re
+
+    return re.sub(r"(^|\s)(\S)", lambda m: m.group(1) + m.group(2).upper(), go_string(value))
+
+
 def _pad(value: Any, before: int, after: int) -> str:
     return " " * before + go_string(value) + " " * after
 
@@ -423,9 +429,7 @@ _FUNCS: dict[str, Callable[..., Any]] = {
     "split": lambda text, sep: go_string(text).split(sep),
     "lower": lambda text: go_string(text).lower(),
     "upper": lambda text: go_string(text).upper(),
-    "title": lambda text: __import__("re").sub(
-        r"(^|\s)(\S)", lambda m: m.group(1) + m.group(2).upper(), go_string(text)
-    ),
+    "title": _title,
     "pad": _pad,
     "truncate": _truncate,
     "index": _index,

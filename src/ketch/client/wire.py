@@ -100,9 +100,11 @@ class Wire:
 
     def send(self, head: bytes, body: bytes | IO[bytes] | None, chunked: bool) -> None:
         if body is None or isinstance(body, bytes):
-            self.sock.sendall(head + body if body and len(body) <= RECV_SIZE else head)
             if body and len(body) > RECV_SIZE:
+                self.sock.sendall(head)
                 self.sock.sendall(body)
+            else:
+                self.sock.sendall(head + (body or b""))  # one write: one packet for the daemon to read
             return
         self.sock.sendall(head)
         while block := body.read(RECV_SIZE):
@@ -263,7 +265,7 @@ class Pool:
         self.timeout = timeout
         self._idle: list[Wire] = []
 
-    def _take(self) -> tuple[Wire, bool]:
+    def take(self) -> tuple[Wire, bool]:
         while True:
             try:
                 wire = self._idle.pop()  # atomic: threads (signal forwarding, parallel rm) share the pool
@@ -324,7 +326,7 @@ class Exchange:
         self._answer: Answer | None = None
 
     def send(self) -> None:
-        self._wire, self._reused = self._pool._take()
+        self._wire, self._reused = self._pool.take()
         try:
             self._wire.send(self._head, self._body, self._chunked)
         except OSError:

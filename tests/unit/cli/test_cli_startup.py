@@ -58,7 +58,12 @@ def _probe(socket_path: Path, *argv: str) -> tuple[list[str], str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "KETCH_HOST")}
     env["KETCH_NO_AUTOSTART"] = "1"
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, env=env, timeout=60, check=False
+        [sys.executable, "-I", "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
     report = [line for line in done.stderr.splitlines() if line.startswith("LOADED ")]
     assert report, done.stderr
@@ -119,7 +124,7 @@ def test_command_modules_table_matches_their_registrations() -> None:
         for command, _ in sub.choices.items():
             assert command not in registered, f"{command} registered by {registered.get(command)} and {name}"
             registered[command] = name
-    assert cli_main.COMMAND_MODULES == registered
+    assert registered == cli_main.COMMAND_MODULES
 
 
 def test_lean_launcher_runs_the_cli(tmp_path: Path) -> None:
@@ -131,12 +136,27 @@ def test_lean_launcher_runs_the_cli(tmp_path: Path) -> None:
         sys.path.remove(str(SCRIPTS))
     assert install_launchers.COMMANDS["ketch"] == "ketch.cli.main"
     launcher = tmp_path / "ketch"
-    launcher.write_text(
-        install_launchers.TEMPLATE.format(python=sys.executable, path=str(REPO / "src"), module="ketch.cli.main")
-    )
+    launcher.write_text(install_launchers.render("ketch", sys.executable, str(REPO / "src")))
     launcher.chmod(0o755)
     assert launcher.read_text().startswith(f"#!{sys.executable} -IS\n")
-    done = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, check=False)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    done = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, env=env, check=False)
     assert (done.returncode, done.stdout.startswith("ketch version "), done.stderr) == (0, True, "")
-    done = subprocess.run([str(launcher), "--bogus"], capture_output=True, text=True, check=False)
+    done = subprocess.run([str(launcher), "--bogus"], capture_output=True, text=True, env=env, check=False)
     assert (done.returncode, done.stderr) == (125, "unknown flag: --bogus\nSee 'ketch --help'.\n")
+    # Output and error written to one pipe: in the order written under PYTHONUNBUFFERED (as pip's launcher
+    # ran it), else standard output comes at exit.
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import sys\ndef main():\n    sys.stdout.write('out\\n')\n    sys.stderr.write('err\\n')\n    return 3\n"
+    )
+    install_launchers.COMMANDS["probe"] = "probe"
+    install_launchers.PRELUDES["probe"] = install_launchers.UNBUFFERED
+    try:
+        launcher.write_text(install_launchers.render("probe", sys.executable, str(tmp_path)))
+    finally:
+        del install_launchers.COMMANDS["probe"], install_launchers.PRELUDES["probe"]
+    for unbuffered, expected in (("1", "out\nerr\n"), ("", "err\nout\n")):
+        done = subprocess.run([str(launcher)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env | {"PYTHONUNBUFFERED": unbuffered}, check=False)  # fmt: skip
+        assert (done.returncode, done.stdout) == (3, expected)

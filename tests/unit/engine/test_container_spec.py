@@ -80,7 +80,7 @@ def test_privileged_and_options(rootfs: str, tmp_path: Path) -> None:
     spec = _spec(_record(body), rootfs, tmp_path)
     validate(spec)
     process, linux = spec["process"], spec["linux"]
-    assert process["user"] == {"uid": 33, "gid": 33, "additionalGids": [50]}  # type: ignore[index]
+    assert process["user"] == {"uid": 33, "gid": 33, "additionalGids": [33, 50]}  # type: ignore[index]
     assert process["capabilities"]["bounding"] == ["CAP_NET_ADMIN"]  # type: ignore[index]
     assert process["noNewPrivileges"] is True and "seccomp" not in linux  # type: ignore[index,operator]
     assert process["args"][:2] == ["/sbin/docker-init", "--"]  # type: ignore[index]
