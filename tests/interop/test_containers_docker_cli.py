@@ -274,6 +274,9 @@ def test_run_output_exit_code_env_workdir_user_entrypoint(cli: Cli, tmp_path: Pa
                  'echo "$X|$Z|$FROM_FILE|${EMPTY-unset}|$HOME"; pwd; id -u; id -g')  # fmt: skip
     assert lines(out) == ["y|1|two words||/nonexistent", "/tmp/wd", "65534", "65534"]
     assert cli.ok("run", "--rm", "-u", "nobody", IMAGE, "id", "-un").strip() == "nobody"
+    # the primary group is among the supplementary ones too, as dockerd sets it since CVE-2022-36109
+    assert cli.ok("run", "--rm", IMAGE, "id") == "uid=0(root) gid=0(root) groups=0(root)\n"
+    assert cli.ok("run", "--rm", "-u", "65534:65534", IMAGE, "id", "-G") == "65534\n"
     assert cli.ok("run", "--rm", "--entrypoint", "echo", IMAGE, "hello", "world") == "hello world\n"
     entry = cli.name("entry")
     cli.ok("create", "--name", entry, "--entrypoint", "/bin/echo", IMAGE, "a", "b")
@@ -348,7 +351,15 @@ def test_create_start_attach_wait(cli: Cli) -> None:
     assert cli.inspect(name, "{{.State.Status}} {{.State.ExitCode}}") == "exited 6"
     assert cli.ok("start", name).strip() == name
     assert cli.ok("wait", name) == "6\n"
-    assert cli.ok("logs", name) == "from-start\nfrom-start\n"
+    again = cli("start", "-a", name)  # an exited container: the CLI attaches, then starts it
+    assert (again.returncode, again.stdout, again.stderr) == (6, "from-start\n", "e\n")
+    assert cli.ok("logs", name) == "from-start\n" * 3
+
+    interactive = cli.name("created-i")
+    cli.ok("create", "-i", "--name", interactive, IMAGE, "sh", "-c", "cat; exit 2")
+    for text in ("first\n", "second\n"):  # created, then exited: stdin reaches both runs
+        fed = cli("start", "-ai", interactive, input=text)
+        assert (fed.returncode, fed.stdout) == (2, text), fed
 
 
 # ---- ps ----------------------------------------------------------------------------------------------------
@@ -416,6 +427,10 @@ def test_logs_tail_timestamps_since_follow(cli: Cli) -> None:
     assert since.startswith("tick 3\ntick 4\n"), since[:40]
     until = cli.ok("logs", "--until", third_tick.split()[0], name)
     assert until.endswith("tick 2\ntick 3\n") and until.startswith("one\n"), until
+    assert cli.ok("logs", "--tail", "bogus", name).startswith("one\n")  # dockerd reads a bad tail as "all"
+    assert cli.ok("logs", "--details", "--tail", "1", name).startswith(" tick ")  # no attributes, one space
+    nanos = [line.split()[0] for line in stamped if line]
+    assert all(len(stamp) == 30 for stamp in nanos), nanos[:3]  # RFC3339NanoFixed: always nine digits
 
     with streaming(cli, "logs", "-f", "--tail", "1", name) as follow:
         first = follow.next()
@@ -463,6 +478,7 @@ def test_inspect(cli: Cli) -> None:
     assert cli.inspect(name, "{{.State.Status}}") == "exited"
     assert cli.inspect(name, "{{.State.ExitCode}}") == "4"
     assert cli.inspect(name, "{{json .Config.Env}}") == '["A=1","B=two"]'
+    assert cli.inspect(name, "{{.Config.Hostname}} {{json .Config.Volumes}}") == f"{cid.strip()[:12]} null"
     assert cli.inspect(name, "{{.Name}} {{.Config.Image}} {{.Config.Labels.k}}") == f"/{name} {IMAGE} v"
     assert cli.inspect(name, "{{.Id}}") == cid.strip()
     data = json.loads(cli.ok("inspect", name))
@@ -549,8 +565,15 @@ def test_kill_wait(cli: Cli) -> None:
     cli.ok("start", name)
     assert cli.ok("kill", name).strip() == name
     assert cli.ok("wait", name) == "137\n"
+    cid = cli.inspect(name, "{{.Id}}")
     not_running = cli("kill", name)
-    assert not_running.returncode == 1 and "is not running" in not_running.stderr
+    assert not_running.returncode == 1
+    assert f"Cannot kill container: {name}: Container {cid} is not running" in not_running.stderr
+    out_of_range = cli("kill", "-s", "99", name)
+    assert (
+        "Cannot kill container: " + name + ": The linux daemon does not support signal 99"
+        in out_of_range.stderr
+    )
     cli.ok("start", name)
     bad_signal = cli("kill", "-s", "NOSUCH", name)
     assert bad_signal.returncode == 1 and "Invalid signal: NOSUCH" in bad_signal.stderr, bad_signal.stderr
@@ -629,6 +652,15 @@ def test_update(cli: Cli) -> None:
     assert lines(inside) == ["67108864", "50000", "100000"]
     too_small = cli("update", "--memory", "1k", name)
     assert too_small.returncode == 1 and "Minimum memory limit allowed is 6MB" in too_small.stderr
+    warned = cli("update", "--kernel-memory", "10m", name)
+    assert warned.returncode == 0, warned
+    assert "Specifying a kernel memory limit is deprecated" in warned.stdout + warned.stderr
+    auto = cli.name("update-rm")
+    auto_id = cli.ok("run", "-d", "--rm", "--name", auto, IMAGE, "sleep", "60").strip()
+    refused = cli("update", "--restart", "always", auto)
+    assert refused.returncode == 1
+    assert (f"Cannot update container {auto_id}: Restart policy cannot be updated because AutoRemove is enabled "
+            "for the container") in refused.stderr  # fmt: skip
 
 
 def test_top_and_stats(cli: Cli) -> None:
@@ -642,13 +674,23 @@ def test_top_and_stats(cli: Cli) -> None:
         "sleep 61",
         "sleep 62",
     }
+    bad_args = cli("top", name, "-o", "bogus")
+    assert bad_args.returncode == 1 and "Error response from daemon: ps: " in bad_args.stderr, bad_args
+    assert "bogus" in bad_args.stderr and "Usage" not in bad_args.stderr  # the first line of ps's complaint
     custom = lines(cli.ok("top", name, "-o", "pid,args"))
     assert custom[0].split() == ["PID", "COMMAND"] and len(custom) == 4
-    stats = cli.ok("stats", "--no-stream", "--format", "{{.Name}}|{{.MemUsage}}|{{.PIDs}}|{{.CPUPerc}}", name)
-    got_name, memory, pids, cpu = stats.strip().split("|")
+    stats = lines(cli.ok("stats", "--no-stream", "--format",
+                         "table {{.Name}}|{{.MemUsage}}|{{.PIDs}}|{{.CPUPerc}}|{{.NetIO}}", name))  # fmt: skip
+    assert len(stats) == 2 and stats[0].split("|") == [
+        "NAME",
+        "MEM USAGE / LIMIT",
+        "PIDS",
+        "CPU %",
+        "NET I/O",
+    ]
+    got_name, memory, pids, cpu, net = stats[1].split("|")
     assert got_name == name and memory.endswith(" / 64MiB") and pids == "3" and cpu.endswith("%"), stats
-    table = lines(cli.ok("stats", "--no-stream", name))
-    assert table[0].split()[:3] == ["CONTAINER", "ID", "NAME"] and name in table[1]
+    assert re.fullmatch(r"\S+ / \S+", net), stats
 
 
 def test_container_prune(cli: Cli) -> None:
@@ -664,6 +706,13 @@ def test_container_prune(cli: Cli) -> None:
     assert lines(out)[-1].startswith("Total reclaimed space: ")
     left = cli.ok("ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}").split()
     assert left == [running]
+    bad_until = cli("container", "prune", "-f", "--filter", "until=soon")
+    assert 'failed to parse value as time or duration: "soon"' in bad_until.stderr, bad_until
+    bad_key = cli("container", "prune", "-f", "--filter", "color=red")
+    assert "Invalid filter 'color'" in bad_key.stderr, bad_key
+    # a duration keeps what is younger: the running one is not a candidate anyway, nothing else is left
+    assert cli.ok("container", "prune", "-f", "--filter", "until=1h30m", "--filter", f"label={label}") == \
+        "Total reclaimed space: 0B\n"  # fmt: skip
 
 
 # ---- events, info, df --------------------------------------------------------------------------------------
@@ -683,6 +732,8 @@ def test_events_bounded_and_live(cli: Cli) -> None:
         "--filter", "event=die", "--format", "{{json .}}"))]  # fmt: skip
     assert len(as_json) == 1 and as_json[0]["Actor"]["Attributes"]["exitCode"] == "2"
     assert as_json[0]["status"] == "die" and as_json[0]["from"] == IMAGE and as_json[0]["scope"] == "local"
+    backwards = cli("events", "--since", str(until), "--until", str(since))
+    assert f"`since` time ({until}) cannot be after `until` time ({since})" in backwards.stderr, backwards
 
     live_name = cli.name("events-live")
     with streaming(
@@ -731,6 +782,8 @@ def test_info_and_system_df(cli: Cli) -> None:
     assert int(rows["Images"]["TotalCount"]) == after[4]
     verbose = cli.ok("system", "df", "-v")
     assert "Containers space usage:" in verbose and stopped in verbose
+    image_row = next(line for line in lines(verbose) if line.startswith("busybox ") and " ketch " in line)
+    assert "N/A" not in image_row, image_row  # /system/df reports shared and unique sizes
     text = cli.ok("info")
     assert re.search(rf"^ Containers: {after[0]}\n  Running: {after[1]}\n  Paused: {after[2]}\n  Stopped: {after[3]}$",
                      text, re.M), text  # fmt: skip
@@ -826,8 +879,12 @@ def test_bad_input(cli: Cli) -> None:
     missing = cli("run", "--rm", UNREACHABLE_IMAGE, "true", timeout=60)
     assert missing.returncode == 125
     assert f"Unable to find image '{UNREACHABLE_IMAGE}' locally" in missing.stderr
+    assert 'Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused' in missing.stderr
+    for name in ("a", "-x", "x/y"):  # one character, a leading dash, a slash inside
+        refused = cli("create", "--name", name, IMAGE, "true")
+        assert refused.returncode == 1 and f"Invalid container name ({name})" in refused.stderr, refused
     no_pull = cli("create", "--pull", "never", UNREACHABLE_IMAGE, "true")
-    assert no_pull.returncode == 125 or no_pull.returncode == 1, no_pull
+    assert no_pull.returncode == 1, no_pull
     assert f"No such image: {UNREACHABLE_IMAGE}" in no_pull.stderr
 
     tiny = cli("run", "--rm", "--memory", "1k", IMAGE, "true")

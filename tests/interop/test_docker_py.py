@@ -35,7 +35,6 @@ pytestmark = [pytest.mark.interop, pytest.mark.filterwarnings("ignore::ResourceW
 
 IMAGE = "busybox:ketch"
 FRAME = struct.Struct(">BxxxL")  # stdcopy header: stream, 3 bytes padding, big-endian length
-BUGS = "see /tmp/bugs-dockerpy.md"
 
 
 @pytest.fixture(autouse=True)
@@ -227,7 +226,6 @@ def test_start_again_right_after_exit(client: Any, name: str) -> None:
     assert container.logs() == b"again\n" * 16
 
 
-@pytest.mark.xfail(strict=True, reason=f"attach to an exited container ends at once ({BUGS} #2)")
 def test_attach_then_start_exited_container(client: Any, name: str) -> None:
     container = client.containers.run(IMAGE, ["sh", "-c", "sleep 0.3; echo run"], name=name, detach=True)
     assert container.wait(timeout=10)["StatusCode"] == 0

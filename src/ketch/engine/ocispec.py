@@ -122,7 +122,9 @@ def build_process(
         env = [*env, f"HOME={who.home}"]
     process: dict[str, Any] = {
         "terminal": tty,
-        "user": {"uid": who.uid, "gid": who.gid, "additionalGids": list(who.additional_gids)},
+        # the primary group leads the supplementary ones, so that it cannot be dropped with setgroups(2)
+        # (moby's fix for CVE-2022-36109); ``id`` in the container shows it under groups=
+        "user": {"uid": who.uid, "gid": who.gid, "additionalGids": [who.gid, *who.additional_gids]},
         "args": args,
         "env": env,
         "cwd": cwd or "/",

@@ -22,7 +22,7 @@ from typing import Any
 from ketch.api.http import Hijack, RawStream, Reply, Request, Response, StreamingResponse
 from ketch.api.router import Router
 from ketch.api.routes.streams import adopt_socket, bridge, open_monitor, parse_detach_keys
-from ketch.common.errors import Conflict, InvalidArgument, KetchError, NotFound
+from ketch.common.errors import Conflict, InvalidArgument, KetchError, NotFound, SystemFailure
 from ketch.engine import lifecycle
 from ketch.engine.containers import ContainerService
 from ketch.engine.db import ContainerFilters
@@ -93,7 +93,9 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
             if not is_valid_name(name.lstrip("/")):
                 raise InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         cid, warnings = await run(service.create, name, config, host_config)
-        return Response.json({"Id": cid, "Warnings": warnings}, 201)
+        raw_host = body.get("HostConfig") if isinstance(body, dict) else None
+        warnings = _kernel_memory_warning(raw_host if isinstance(raw_host, dict) else {}) + warnings
+        return Response.json({"Id": cid, "Warnings": warnings or []}, 201)
 
     def _image_name(record: Any) -> str:
         return str(record.config.image or record.image_id)
@@ -214,8 +216,16 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
             policy = RestartPolicy(name=str(raw.get("Name", "")),
                                    maximum_retry_count=int(raw.get("MaximumRetryCount", 0)))  # fmt: skip
             policy.validate()
-        warnings = await run(service.update, request.params["id"], host.resources, policy)
-        return Response.json({"Warnings": warnings})
+        cid = (await run(service.get, request.params["id"])).record.id
+        try:
+            warnings = await run(service.update, cid, host.resources, policy)
+        except (Conflict, SystemFailure, InvalidArgument) as exc:
+            # dockerd names the container for what fails past validation: applying the change or the
+            # AutoRemove rule
+            if isinstance(exc, InvalidArgument) and "AutoRemove" not in str(exc):
+                raise
+            raise type(exc)(f"Cannot update container {cid}: {exc}") from None
+        return Response.json({"Warnings": _kernel_memory_warning(body) + warnings})
 
     async def prune(request: Request) -> Reply:
         filters = request.query.filters()
@@ -348,7 +358,10 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
         loop = asyncio.get_running_loop()
         pending: asyncio.Future[socket.socket] | None = None
         hook = None
-        if (stream and container.state.status is Status.CREATED) or container.state.status is Status.RESTARTING:
+        # a container that is not running yet (created, or exited: ``start -a`` attaches, then starts it) is
+        # joined by its next start
+        waiting = (Status.CREATED, Status.EXITED) if stream else ()
+        if container.state.status in waiting or container.state.status is Status.RESTARTING:
             pending = loop.create_future()
 
             def hook(state_dir: str, _tty: bool) -> None:
@@ -370,7 +383,7 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
                     reader, writer = await adopt_socket(sock)
                 else:
                     state = await run(service._state, cid)
-                    if state.status not in (Status.RUNNING,):
+                    if state.status not in (Status.RUNNING, Status.PAUSED):
                         return
                     reader, writer, _ = await open_monitor(
                         service.paths(cid).state_dir,
@@ -485,6 +498,13 @@ def _int(text: str, what: str) -> int:
         raise InvalidArgument(f'strconv.Atoi: parsing "{text}": invalid syntax ({what})') from None
 
 
+def _kernel_memory_warning(host_config: dict[str, Any]) -> list[str]:
+    """dockerd accepts KernelMemory and warns: kmem limits are deprecated (and ketch applies none)."""
+    if host_config.get("KernelMemory"):
+        return ["Specifying a kernel memory limit is deprecated and will be removed in a future release."]
+    return []
+
+
 def _fixed_time(time_ns: int) -> bytes:
     """RFC3339NanoFixed, as ``logs -t`` prints it: always nine digits of nanoseconds."""
     seconds, nanos = divmod(time_ns, 10**9)
@@ -528,9 +548,10 @@ def _ps(ps_args: str, pids: set[int]) -> dict[str, Any]:
     try:
         done = subprocess.run(["ps", *ps_args.split()], capture_output=True, timeout=30, check=False)
     except OSError as exc:
-        raise KetchError(f"running ps: {exc}") from None
-    if done.returncode != 0:
-        raise InvalidArgument(f"Error running top: ps: {done.stderr.decode(errors='replace').strip()}")
+        raise SystemFailure.from_oserror("ps", exc) from None
+    if done.returncode != 0:  # moby keeps the first line of ps's complaint
+        first = done.stderr.decode(errors="replace").strip().split("\n", 1)[0]
+        raise SystemFailure(f"ps: {first or f'exit status {done.returncode}'}")
     lines = done.stdout.decode(errors="replace").splitlines()
     if not lines:
         return {"Titles": [], "Processes": []}
