@@ -225,7 +225,9 @@ class _Connection:
         except httptools.HttpParserError as exc:
             self.error = _Malformed(str(exc) or type(exc).__name__)
         self.unparsed_head = self.unparsed_head + len(data) if self.parsing_head else 0
-        if (self.header_bytes > MAX_HEADER_BYTES or self.unparsed_head > MAX_HEADER_BYTES) and self.error is None:
+        if (
+            self.header_bytes > MAX_HEADER_BYTES or self.unparsed_head > MAX_HEADER_BYTES
+        ) and self.error is None:
             self.error = _Malformed("request headers too large", 431)
 
     # -- serving --------------------------------------------------------------------------------------------

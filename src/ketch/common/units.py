@@ -60,7 +60,9 @@ def parse_size(text: str) -> int:
     """go-units RAMInBytes: ``10m``, ``1.5g``, ``512k``, ``100`` (binary multiples; ``kb``/``kib`` alike)."""
     raw = text.strip().lower()
     number = raw.rstrip("bikmgtp")
-    suffix = raw[len(number):].removesuffix("b").removesuffix("i") if raw[len(number):] not in ("b",) else ""
+    suffix = (
+        raw[len(number) :].removesuffix("b").removesuffix("i") if raw[len(number) :] not in ("b",) else ""
+    )
     try:
         value = float(number)
     except ValueError:

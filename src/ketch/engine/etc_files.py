@@ -109,6 +109,8 @@ def write_etc_files(
     atomic_write(os.path.join(directory, "hosts"), hosts.encode(), mode=0o644)
     atomic_write(
         os.path.join(directory, "resolv.conf"),
-        resolv_conf_text(resolv, host_network=host_network, dns=dns, search=dns_search, options=dns_options).encode(),
+        resolv_conf_text(
+            resolv, host_network=host_network, dns=dns, search=dns_search, options=dns_options
+        ).encode(),
         mode=0o644,
     )

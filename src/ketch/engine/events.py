@@ -112,7 +112,9 @@ class EventBus:
                 pass
         return event
 
-    def subscribe(self, callback: Callable[[Event], None], *, since_ns: int | None = None) -> tuple[int, list[Event]]:
+    def subscribe(
+        self, callback: Callable[[Event], None], *, since_ns: int | None = None
+    ) -> tuple[int, list[Event]]:
         """Register ``callback``; returns its token and the ring's events at or after ``since_ns``
         (none when ``since_ns`` is None), taken atomically with the registration so nothing falls between."""
         with self._lock:
@@ -128,4 +130,6 @@ class EventBus:
 
     def recent(self, since_ns: int, until_ns: int | None = None) -> list[Event]:
         with self._lock:
-            return [e for e in self._ring if e.time_ns >= since_ns and (until_ns is None or e.time_ns <= until_ns)]
+            return [
+                e for e in self._ring if e.time_ns >= since_ns and (until_ns is None or e.time_ns <= until_ns)
+            ]

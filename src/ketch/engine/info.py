@@ -51,7 +51,9 @@ def daemon_id(data_root: str) -> str:
         return value
 
 
-def system_info(service: ContainerService, *, version: str, insecure: list[str], debug: bool) -> dict[str, Any]:
+def system_info(
+    service: ContainerService, *, version: str, insecure: list[str], debug: bool
+) -> dict[str, Any]:
     with service._lock:
         containers = service.db.list_containers(ContainerFilters(all=True))
     running = sum(1 for c in containers if c.state.status is Status.RUNNING)
@@ -68,8 +70,12 @@ def system_info(service: ContainerService, *, version: str, insecure: list[str],
         "Images": len(service.images.images({}, False, shared_size=False)),
         "Driver": "overlay2" if overlay else "vfs",
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]] if overlay else [],
-        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
-                    "Log": ["json-file", "none"]},
+        "Plugins": {
+            "Volume": ["local"],
+            "Network": ["bridge", "host", "null"],
+            "Authorization": None,
+            "Log": ["json-file", "none"],
+        },
         "MemoryLimit": True,
         "SwapLimit": os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
         "CpuCfsPeriod": True,
@@ -96,11 +102,15 @@ def system_info(service: ContainerService, *, version: str, insecure: list[str],
         "Architecture": platform.machine(),
         "IndexServerAddress": "https://index.docker.io/v1/",
         "RegistryConfig": {
-            "AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
+            "AllowNondistributableArtifactsCIDRs": [],
+            "AllowNondistributableArtifactsHostnames": [],
             "InsecureRegistryCIDRs": ["127.0.0.0/8"],
             "IndexConfigs": {
                 "docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True, "Official": True},
-                **{name: {"Name": name, "Mirrors": [], "Secure": False, "Official": False} for name in insecure},
+                **{
+                    name: {"Name": name, "Mirrors": [], "Secure": False, "Official": False}
+                    for name in insecure
+                },
             },
             "Mirrors": [],
         },
@@ -117,8 +127,14 @@ def system_info(service: ContainerService, *, version: str, insecure: list[str],
         "ServerVersion": version,
         "Runtimes": {name: {"path": path} for name, path in settings.runtimes.items()},
         "DefaultRuntime": settings.default_runtime,
-        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
-                  "Error": "", "RemoteManagers": None},
+        "Swarm": {
+            "NodeID": "",
+            "NodeAddr": "",
+            "LocalNodeState": "inactive",
+            "ControlAvailable": False,
+            "Error": "",
+            "RemoteManagers": None,
+        },
         "LiveRestoreEnabled": True,
         "Isolation": "",
         "InitBinary": settings.init_path,
@@ -178,7 +194,9 @@ def _layer_usage(service: ContainerService) -> tuple[int | None, dict[str, int]]
             users[chain] = users.get(chain, 0) + 1
             sizes[chain] = size
     shared = {
-        rec.id: sum(size for chain, size in zip(rec.chain_ids, rec.layer_sizes, strict=False) if users[chain] > 1)
+        rec.id: sum(
+            size for chain, size in zip(rec.chain_ids, rec.layer_sizes, strict=False) if users[chain] > 1
+        )
         for rec in records
     }
     return sum(sizes.values()), shared

@@ -42,7 +42,9 @@ def _host_config(container: Container) -> dict[str, Any]:
 def _config(container: Container) -> dict[str, Any]:
     record = container.record
     out = record.config.to_api()
-    if not out.get("Hostname"):  # dockerd fills it at create: the host's name with --network host, else the ID
+    if not out.get(
+        "Hostname"
+    ):  # dockerd fills it at create: the host's name with --network host, else the ID
         host_mode = record.host_config.network_mode == "host"
         out["Hostname"] = platform.node() if host_mode else record.id[:12]
     if not out.get("Volumes"):  # the CLI sends {}; dockerd keeps no empty map
@@ -154,7 +156,9 @@ def inspect_container(
     return out
 
 
-def list_item(container: Container, *, image_name: str, sizes: tuple[int, int] | None = None) -> dict[str, Any]:
+def list_item(
+    container: Container, *, image_name: str, sizes: tuple[int, int] | None = None
+) -> dict[str, Any]:
     record, state = container.record, container.state
     path, args = _path_args(container)
     command = _command(path, args) if path else ""

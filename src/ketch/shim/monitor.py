@@ -411,7 +411,9 @@ class Monitor:
         elif op == "start":
             self._start()
             self._send(client, protocol.ok())
-        elif op in ("state", "wait") and request.get("exec") is not None and request["exec"] not in self.execs:
+        elif (
+            op in ("state", "wait") and request.get("exec") is not None and request["exec"] not in self.execs
+        ):
             record = self._exec_record(request["exec"])  # an exec pruned from memory
             if op == "wait":
                 self._send(client, protocol.ok(**record))

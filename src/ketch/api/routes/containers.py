@@ -91,7 +91,9 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
             from ketch.engine.names import is_valid_name
 
             if not is_valid_name(name.lstrip("/")):
-                raise InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+                raise InvalidArgument(
+                    f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )
         cid, warnings = await run(service.create, name, config, host_config)
         raw_host = body.get("HostConfig") if isinstance(body, dict) else None
         warnings = _kernel_memory_warning(raw_host if isinstance(raw_host, dict) else {}) + warnings
@@ -334,7 +336,9 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
                     if tty:
                         yield data
                     else:
-                        yield stdcopy.encode(stdcopy.STDERR if entry.stream == "stderr" else stdcopy.STDOUT, data)
+                        yield stdcopy.encode(
+                            stdcopy.STDERR if entry.stream == "stderr" else stdcopy.STDOUT, data
+                        )
             finally:
                 cancelled.set()
                 with contextlib.suppress(asyncio.QueueEmpty):
@@ -520,7 +524,15 @@ def _tail(text: str) -> int:
 
 
 _DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+_DURATION_UNITS = {
+    "ns": 1,
+    "us": 10**3,
+    "µs": 10**3,
+    "ms": 10**6,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+}
 
 
 def _go_duration(text: str) -> int | None:

@@ -44,9 +44,12 @@ def register(
         since = _time_param(q.get("since")) if q.get("since") else None
         until = _time_param(q.get("until")) if q.get("until") else None
         if since is not None and until is not None and until < since:
-            raise InvalidArgument(f"`since` time ({q.get('since')}) cannot be after `until` time ({q.get('until')})")
+            raise InvalidArgument(
+                f"`since` time ({q.get('since')}) cannot be after `until` time ({q.get('until')})"
+            )
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event] = asyncio.Queue()
+
         def deliver(event: Event) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, event)
 

@@ -247,7 +247,9 @@ def register(router: Router, backend: ImageBackend) -> None:
         """``docker import``: the request body is the tarball (``fromSrc=-``); a URL source is refused."""
         q = request.query
         if q.get("fromSrc") != "-":
-            raise InvalidArgument("importing from a URL is not supported: send the tarball as the body (fromSrc=-)")
+            raise InvalidArgument(
+                "importing from a URL is not supported: send the tarball as the body (fromSrc=-)"
+            )
         repo, tag_name = q.get("repo") or "", q.get("tag") or ""
         ref = None
         if repo:
