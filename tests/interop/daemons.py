@@ -36,9 +36,9 @@ SCRIPT = shutil.which("script")
 # "trees" are caches these tools own outright and are removed whole.
 DOCKER_HOST_DIRS = ("/run/docker/plugins", "/run/docker", "/run/containerd/s", "/run/containerd")
 DOCKER_HOST_FILES = ("/etc/docker/key.json",)
-PODMAN_HOST_TREES = ("/var/lib/containers/cache", "/var/cache/containers")
+PODMAN_HOST_TREES = ("/var/lib/containers/cache", "/var/cache/containers", "/run/ketch-runtime")
 PODMAN_HOST_DIRS = ("/var/lib/containers", "/run/containers/networks", "/run/containers", "/run/runc",
-                    "/run/ketch-runtime", "/run/crun")  # fmt: skip
+                    "/run/crun")  # fmt: skip
 PODMAN_HOST_FILES = ("/dev/shm/libpod_lock",)
 
 

@@ -196,7 +196,7 @@ def create(
                 raise InvalidArgument(f"console socket {opts.console_socket}: {exc.strerror}") from None
         L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
         channel = Channel()
-        compiled = preload(process, linux, config)
+        compiled = preload(process, linux, config, seccomp_cache=os.path.join(st.root, ".seccomp"))
         setup = _Setup(st, config, rootfs_path, channel, console_fd, opts, compiled)
         if setup.direct():
             pid = setup.fork_init_directly()

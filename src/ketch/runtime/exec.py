@@ -50,7 +50,7 @@ def exec_process(
         if any(ns["type"] == kind for ns in linux.get("namespaces", []))
     }
     manager = cgroups.open_manager(st.data.get("cgroup_path"), st.id, paths=st.data.get("cgroup_paths"))
-    compiled = preload(process, linux)
+    compiled = preload(process, linux, seccomp_cache=os.path.join(st.root, ".seccomp"))
     channel = Channel()
     L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
     setup_pid = os.fork()

@@ -28,6 +28,8 @@ def preload(
     process: dict[str, Any],
     linux: dict[str, Any],
     config: dict[str, Any] | None = None,
+    *,
+    seccomp_cache: str = "",
 ) -> tuple[bytes, int] | None:
     """Run in the runtime before it forks: import every module the container's processes will need, and
     compile the seccomp filter. After unshare(CLONE_NEWUSER) the interpreter's own files may be out of
@@ -51,7 +53,7 @@ def preload(
         return None
     from ketch.runtime import seccomp
 
-    return seccomp.compile_program(linux["seccomp"])
+    return seccomp.compile_program(linux["seccomp"], cache_dir=seccomp_cache)
 
 
 def prepare_credentials(
