@@ -116,7 +116,7 @@ def main() -> int:
     rootfs = Path(busybox.make_rootfs(str(work / "rootfs")))
     tar = daemons.make_rootfs_tar(rootfs, work / "rootfs.tar")
     dockerd = daemons.Dockerd(work / "docker", "/bin/false")
-    ketchd = Ketchd(work / "ketch")
+    ketchd = Ketchd(work / "ketch", log_level="info")  # as dockerd runs: no line per request
     ketch_cli = str(Path(sys.executable).parent / "ketch")
     results: dict[str, list[float]] = {}
     memory: dict[str, dict[str, float]] = {}

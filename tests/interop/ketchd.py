@@ -32,7 +32,10 @@ def available_clis() -> dict[str, str]:
 
 
 class Ketchd:
-    def __init__(self, base: Path | None = None, *, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, base: Path | None = None, *, extra_args: tuple[str, ...] = (), log_level: str = "debug"
+    ) -> None:
+        self.log_level = log_level
         self.base = base or Path(tempfile.mkdtemp(prefix="kd-"))
         self.data_root = self.base / "data"
         self.exec_root = self.base / "exec"
@@ -58,7 +61,7 @@ class Ketchd:
         env["PYTHONPATH"] = str(REPO / "src")
         argv = [
             sys.executable, "-m", "ketch.daemon", "--data-root", str(self.data_root), "--exec-root",
-            str(self.exec_root), "-H", self.host, "--pidfile", str(self.base / "ketchd.pid"), "-l", "debug",
+            str(self.exec_root), "-H", self.host, "--pidfile", str(self.base / "ketchd.pid"), "-l", self.log_level,
             *self.extra_args,
         ]  # fmt: skip
         self.base.mkdir(parents=True, exist_ok=True)
