@@ -74,7 +74,30 @@ def _checked(config: MonitorConfig, verb: str, argv: list[str]) -> None:
 
 
 def start(config: MonitorConfig) -> None:
-    _checked(config, "start", config.runtime_argv("start", config.container_id))
+    if not _start_through_fifo(config):
+        _checked(config, "start", config.runtime_argv("start", config.container_id))
+
+
+def _start_through_fifo(config: MonitorConfig) -> bool:
+    """ketch-runtime's ``start`` is a write to the container's exec.fifo (its init waits reading it) and the
+    fifo's removal, plus poststart hooks. Without hooks the monitor does that itself and saves starting an
+    interpreter (15 ms of every ``docker run``); anything unexpected falls back to the runtime's CLI."""
+    if os.path.basename(config.runtime) != "ketch-runtime" or not config.runtime_root:
+        return False
+    try:
+        with open(os.path.join(config.bundle, "config.json"), "rb") as f:
+            if b'"hooks"' in f.read():
+                return False
+        fifo = os.path.join(config.runtime_root, config.container_id, "exec.fifo")
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # ENXIO: the init is not waiting; let the runtime say why
+        return False
+    try:
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)
+    os.unlink(fifo)
+    return True
 
 
 def delete(config: MonitorConfig) -> None:
