@@ -59,6 +59,10 @@ class Ketchd:
     def start(self, timeout: float = 20.0) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO / "src")
+        # A safety net: a registry that is not on loopback goes to a dead proxy on loopback, so no test can
+        # reach (or even look up) a public registry, whatever a client asks the daemon to pull.
+        env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9",
+                   NO_PROXY="127.0.0.1,localhost,::1")  # fmt: skip
         argv = [
             sys.executable, "-m", "ketch.daemon", "--data-root", str(self.data_root), "--exec-root",
             str(self.exec_root), "-H", self.host, "--pidfile", str(self.base / "ketchd.pid"), "-l", self.log_level,

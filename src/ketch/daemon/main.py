@@ -27,6 +27,7 @@ from ketch.engine.containers import ContainerService
 from ketch.engine.events import EventBus
 from ketch.engine.execs import ExecService
 from ketch.engine.layout import EngineSettings
+from ketch.engine.networks import NetworkService
 from ketch.image.archive import Loaded
 from ketch.image.remote import AuthConfig, Credentials, RegistryClient
 from ketch.image.remote.progress import Progress
@@ -157,6 +158,7 @@ class DaemonImages:
 class Engine:
     containers: ContainerService
     execs: ExecService
+    networks: NetworkService
 
 
 def start_engine(
@@ -175,9 +177,13 @@ def start_engine(
     containers = ContainerService(settings, db, images.service, EventBus(), spawner)
     images.service.set_container_hooks(containers.containers_using, containers.is_running)
     images.events = containers.events
+    # Networks before reconcile: it takes exited containers off their networks and restarts others.
+    networks = NetworkService(config.data_root, config.exec_root, containers, events=containers.events)
+    networks.start()
+    containers.networking = networks
     counts = reconcile(containers)
     log.info("containers: %s", ", ".join(f"{n} {what}" for what, n in counts.items()))
-    return Engine(containers, ExecService(containers))
+    return Engine(containers, ExecService(containers), networks)
 
 
 def _alive(pid: int) -> bool:
@@ -264,10 +270,11 @@ async def serve(
         engine = await asyncio.to_thread(start_engine, config, images, forkserver.client().spawn)
         closers.append(engine.containers.close)
         closers.append(engine.containers.db.close)
+        closers.append(engine.networks.close)
         server = ApiServer(build_router(system=system, images=images, engine=EngineRoutes(
             containers=engine.containers, execs=engine.execs, version=system.version().version,
             insecure=list(config.insecure_registries), debug=config.log_level == "debug",
-            image_list=lambda: images.images({}, False, False) if images else [],
+            image_list=lambda: images.images({}, False, False) if images else [], networks=engine.networks,
         )))  # fmt: skip
         for host in config.hosts:
             log.info("API listening on %s", await server.listen(host, tls=config.tls))

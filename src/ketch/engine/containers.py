@@ -175,7 +175,6 @@ class ContainerService:
             host = replace(host, log_config=replace(host.log_config, config=dict(self.settings.log_opts)))
         if host.runtime not in self.settings.runtimes:
             raise InvalidArgument(f"Unknown runtime specified {host.runtime}")
-        _check_network_mode(host)
         warnings = []
         res = host.resources
         if res.memory and not os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes") and \
@@ -739,14 +738,6 @@ def _merge_resources(old: Resources, new: Resources) -> Resources:
     if new.memory and not new.memory_swap and old.memory_swap > 0:
         changes["memory_swap"] = max(old.memory_swap, new.memory * 2) if old.memory_swap != -1 else -1
     return replace(old, **changes)
-
-
-def _check_network_mode(host: HostConfig) -> None:
-    mode = host.network_mode
-    kind = mode.partition(":")[0]
-    if mode in ("", "default", "bridge", "none", "host") or kind == "container":
-        return
-    raise NotFound(f"network {mode} not found")
 
 
 def _seccomp_file(opts: tuple[str, ...]) -> str:

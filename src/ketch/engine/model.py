@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import calendar
 import enum
+import ipaddress
 import os
 import re
 import time
@@ -626,6 +627,132 @@ def _check_capabilities(field_name: str, caps: tuple[str, ...] | None) -> None:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HostPort:
+    """One ``nat.PortBinding`` of ``HostConfig.PortBindings``: where on the host a container port is published
+    (an empty ``host_ip`` is every address, an empty ``host_port`` any free port)."""
+
+    host_ip: str = ""
+    host_port: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointConfig:
+    """What ``NetworkingConfig.EndpointsConfig`` (create) and ``EndpointConfig`` (network connect) ask of a
+    container's endpoint on one network (moby network.EndpointSettings, the fields a client sets)."""
+
+    ipv4_address: str = ""  # IPAMConfig.IPv4Address: --ip
+    ipv6_address: str = ""  # IPAMConfig.IPv6Address: --ip6
+    link_local_ips: tuple[str, ...] | None = None
+    links: tuple[str, ...] | None = None  # "container:alias"
+    aliases: tuple[str, ...] | None = None  # --network-alias
+    mac_address: str = ""
+    driver_opts: Mapping[str, str] | None = None
+
+    @classmethod
+    def from_fields(cls, f: _Fields) -> EndpointConfig:
+        ipam = f.nested("IPAMConfig", "network.EndpointIPAMConfig")
+        return cls(
+            ipv4_address="" if ipam is None else ipam.text("IPv4Address"),
+            ipv6_address="" if ipam is None else ipam.text("IPv6Address"),
+            link_local_ips=None if ipam is None else ipam.strs("LinkLocalIPs"),
+            links=f.strs("Links"),
+            aliases=f.strs("Aliases"),
+            mac_address=f.text("MacAddress"),
+            driver_opts=f.str_map("DriverOpts"),
+        )
+
+    @classmethod
+    def from_api(cls, obj: Any, where: str = "EndpointSettings") -> EndpointConfig:
+        config = cls.from_fields(_Fields(obj, where, "network.EndpointSettings"))
+        config.validate()
+        return config
+
+    @property
+    def is_empty(self) -> bool:
+        """Asks nothing: the docker CLI sends such entries for every network it names."""
+        return not (self.ipv4_address or self.ipv6_address or self.link_local_ips or self.links
+                    or self.aliases or self.mac_address or self.driver_opts)  # fmt: skip
+
+    def validate(self) -> None:
+        """moby verifyNetworkingConfig's address checks (20.10)."""
+        if self.ipv4_address and not _is_ip(self.ipv4_address, 4):
+            raise InvalidArgument(f"invalid IPv4 address: {self.ipv4_address}")
+        if self.ipv6_address and not _is_ip(self.ipv6_address, 6):
+            raise InvalidArgument(f"invalid IPv6 address: {self.ipv6_address}")
+        for address in self.link_local_ips or ():
+            if not (_is_ip(address, 4) or _is_ip(address, 6)):
+                raise InvalidArgument(f"invalid link-local IP address: {address}")
+
+    def ipam_to_api(self) -> dict[str, Any] | None:
+        if not (self.ipv4_address or self.ipv6_address or self.link_local_ips):
+            return None
+        out: dict[str, Any] = {}
+        _put(out, "IPv4Address", self.ipv4_address, omit_empty=True)
+        _put(out, "IPv6Address", self.ipv6_address, omit_empty=True)
+        _put(out, "LinkLocalIPs", self.link_local_ips, omit_empty=True)
+        return out
+
+    def to_api(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"IPAMConfig": self.ipam_to_api()}
+        _put(out, "Links", self.links)
+        _put(out, "Aliases", self.aliases)
+        _put(out, "MacAddress", self.mac_address, omit_empty=True)
+        _put(out, "DriverOpts", self.driver_opts)
+        return out
+
+
+def _is_ip(text: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == version
+    except ValueError:
+        return False
+
+
+def _port_bindings(f: _Fields) -> Mapping[str, tuple[HostPort, ...] | None] | None:
+    """``nat.PortMap``: ``{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}``."""
+    value = f.get("PortBindings")
+    if value is None:
+        return None
+    where = f.at("PortBindings")
+    if not isinstance(value, dict):
+        raise _type_error(value, where, "nat.PortMap")
+    out: dict[str, tuple[HostPort, ...] | None] = {}
+    for key, entries in value.items():
+        if entries is None:
+            out[key] = None
+            continue
+        if not isinstance(entries, list):
+            raise _type_error(entries, where, "[]nat.PortBinding")
+        bindings = []
+        for entry in entries:
+            if entry is None:
+                bindings.append(HostPort())
+                continue
+            b = _Fields(entry, "PortBinding." + where.partition(".")[2], "nat.PortBinding")
+            bindings.append(HostPort(host_ip=b.text("HostIp"), host_port=b.text("HostPort")))
+        out[key] = tuple(bindings)
+    return MappingProxyType(out)
+
+
+def _port_number(text: str, *, ranged: bool) -> bool:
+    """go-connections ``nat.ParsePort`` (one port or empty) or, with ``ranged``, ``ParsePortRangeToInt``."""
+    if not text:
+        return True
+    parts = text.split("-", 1) if ranged else [text]
+    if not all(p.isascii() and p.isdigit() and int(p) <= 65535 for p in parts):
+        return False
+    return len(parts) == 1 or int(parts[0]) <= int(parts[1])
+
+
+def _split_proto_port(raw: str) -> tuple[str, str]:
+    """``nat.SplitProtoPort``: ``"80/udp"`` -> (udp, 80); no protocol is tcp."""
+    port, sep, proto = raw.partition("/")
+    if not port:
+        return "", ""
+    return (proto or "tcp") if sep else "tcp", port
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HostConfig:
     """Engine API ``HostConfig``: how the container sits on the host (moby api/types/container.HostConfig)."""
 
@@ -655,6 +782,17 @@ class HostConfig:
     isolation: str = ""
     resources: Resources = field(default_factory=Resources)
     init: bool | None = None
+    port_bindings: Mapping[str, tuple[HostPort, ...] | None] | None = None  # "80/tcp" -> bindings (-p)
+    publish_all_ports: bool = False  # -P
+    dns: tuple[str, ...] | None = None
+    dns_options: tuple[str, ...] | None = None
+    dns_search: tuple[str, ...] | None = None
+    extra_hosts: tuple[str, ...] | None = None  # "name:ip" (--add-host)
+    links: tuple[str, ...] | None = None  # "container:alias" (--link)
+    # The create body's NetworkingConfig.EndpointsConfig (network name as the client wrote it -> endpoint).
+    # Not a HostConfig field in Docker: ketch keeps it here so that it is stored with the container, under
+    # the key "NetworkingConfig", which inspect leaves out. Entries that ask nothing are dropped.
+    endpoints_config: Mapping[str, EndpointConfig] | None = None
 
     @classmethod
     def from_api(
@@ -705,6 +843,14 @@ class HostConfig:
             isolation=f.text("Isolation"),
             resources=Resources.from_fields(f),
             init=f.opt_flag("Init"),
+            port_bindings=_port_bindings(f),
+            publish_all_ports=f.flag("PublishAllPorts"),
+            dns=f.strs("Dns"),
+            dns_options=f.strs("DnsOptions"),
+            dns_search=f.strs("DnsSearch"),
+            extra_hosts=f.strs("ExtraHosts"),
+            links=f.strs("Links"),
+            endpoints_config=_endpoints_config(f.nested("NetworkingConfig", "network.NetworkingConfig")),
         )
 
     def validate(self, host: HostLimits | None, *, update: bool = False) -> None:
@@ -743,6 +889,14 @@ class HostConfig:
         for opt in self.security_opt or ():
             _check_security_opt(opt)
         self.log_config.validate()
+        for key, bindings in (self.port_bindings or {}).items():  # verifyContainerSettings
+            if not _port_number(_split_proto_port(key)[1], ranged=False):
+                raise InvalidArgument(f"invalid port specification: {_quote(_split_proto_port(key)[1])}")
+            for binding in bindings or ():
+                if not _port_number(_split_proto_port(binding.host_port)[1], ranged=True):
+                    raise InvalidArgument(f"invalid port specification: {_quote(binding.host_port)}")
+        for endpoint in (self.endpoints_config or {}).values():
+            endpoint.validate()
 
     def with_create_defaults(
         self,
@@ -780,17 +934,31 @@ class HostConfig:
         log = self.log_config
         out["LogConfig"] = {"Type": log.type, "Config": None if log.config is None else dict(log.config)}
         _put(out, "NetworkMode", self.network_mode)
+        if self.port_bindings is not None:
+            out["PortBindings"] = {
+                key: None
+                if bindings is None
+                else [{"HostIp": b.host_ip, "HostPort": b.host_port} for b in bindings]
+                for key, bindings in self.port_bindings.items()
+            }
         policy = self.restart_policy
         out["RestartPolicy"] = {"Name": policy.name, "MaximumRetryCount": policy.maximum_retry_count}
         _put(out, "AutoRemove", self.auto_remove)
         for key, value in (("CapAdd", self.cap_add), ("CapDrop", self.cap_drop)):
             _put(out, key, value)
         _put(out, "CgroupnsMode", self.cgroupns_mode)
+        for key, value in (("Dns", self.dns), ("DnsOptions", self.dns_options), ("DnsSearch", self.dns_search),
+                           ("ExtraHosts", self.extra_hosts)):  # fmt: skip
+            if value is not None:
+                _put(out, key, value)
         _put(out, "GroupAdd", self.group_add)
         _put(out, "IpcMode", self.ipc_mode)
+        if self.links is not None:
+            _put(out, "Links", self.links)
         _put(out, "OomScoreAdj", self.oom_score_adj)
         _put(out, "PidMode", self.pid_mode)
         _put(out, "Privileged", self.privileged)
+        _put(out, "PublishAllPorts", self.publish_all_ports)
         _put(out, "ReadonlyRootfs", self.readonly_rootfs)
         _put(out, "SecurityOpt", self.security_opt)
         _put(out, "Tmpfs", self.tmpfs, omit_empty=True)
@@ -804,7 +972,35 @@ class HostConfig:
         out.update(self.resources.to_api())
         if self.init is not None:
             out["Init"] = self.init
+        if self.endpoints_config:
+            out["NetworkingConfig"] = {
+                "EndpointsConfig": {name: ep.to_api() for name, ep in self.endpoints_config.items()}
+            }
         return out
+
+
+def _endpoints_config(f: _Fields | None) -> Mapping[str, EndpointConfig] | None:
+    """``NetworkingConfig.EndpointsConfig``, checked as moby's verifyNetworkingConfig (Docker 20.10: one network
+    at create); entries that ask nothing are dropped, and None stands for no entry left."""
+    if f is None:
+        return None
+    raw = f.get("EndpointsConfig")
+    if raw is None:
+        return None
+    where = f.at("EndpointsConfig")
+    if not isinstance(raw, dict):
+        raise _type_error(raw, where, "map[string]*network.EndpointSettings")
+    if len(raw) > 1:
+        raise InvalidArgument(f"Container cannot be connected to network endpoints: {', '.join(raw)}")
+    out: dict[str, EndpointConfig] = {}
+    for name, value in raw.items():
+        if value is None:
+            raise InvalidArgument(f"no EndpointSettings for {name}")
+        endpoint = EndpointConfig.from_fields(_Fields(value, where, "network.EndpointSettings"))
+        endpoint.validate()
+        if not endpoint.is_empty:
+            out[name] = endpoint
+    return MappingProxyType(out) if out else None
 
 
 def parse_create_body(obj: Any, *, host: HostLimits | None) -> tuple[ContainerConfig, HostConfig]:
@@ -816,6 +1012,9 @@ def parse_create_body(obj: Any, *, host: HostLimits | None) -> tuple[ContainerCo
     config = ContainerConfig._decode(top)
     raw_host = top.nested("HostConfig", "container.HostConfig")
     host_config = HostConfig() if raw_host is None else HostConfig._decode(raw_host)
+    networking = top.nested("NetworkingConfig", "network.NetworkingConfig")
+    if networking is not None:
+        host_config = replace(host_config, endpoints_config=_endpoints_config(networking))
     _check_modes(config, host_config)
     config.validate()
     host_config.validate(host)
@@ -830,10 +1029,22 @@ def _check_modes(config: ContainerConfig, host_config: HostConfig) -> None:
             raise InvalidArgument("Invalid network mode: invalid container format container:<name|id>")
         if config.hostname:
             raise InvalidArgument("conflicting options: hostname and the network mode")
+        if host_config.links:
+            raise InvalidArgument("conflicting options: container type network can't be used with links. This "
+                                  "would result in undefined behavior")  # fmt: skip
+        if host_config.dns:
+            raise InvalidArgument("conflicting options: dns and the network mode")
+        if host_config.extra_hosts:
+            raise InvalidArgument("conflicting options: custom host-to-IP mapping and the network mode")
+        if host_config.port_bindings or host_config.publish_all_ports:
+            raise InvalidArgument("conflicting options: port publishing and the container type network mode")
         if config.exposed_ports:
             raise InvalidArgument("conflicting options: port exposing and the container type network mode")
     if host_config.uts_mode == "host" and config.hostname:
         raise InvalidArgument("conflicting options: hostname and the UTS mode")
+    if host_config.network_mode == "host" and host_config.links:
+        raise InvalidArgument("conflicting options: host type networking can't be used with links. This would "
+                              "result in undefined behavior")  # fmt: skip
     if host_config.isolation.lower() not in ("", "default"):
         raise InvalidArgument(
             f"Invalid isolation: {_quote(host_config.isolation)} - linux only supports 'default'"

@@ -31,6 +31,7 @@ _HOST_CONFIG_ZEROS: dict[str, Any] = {
 def _host_config(container: Container) -> dict[str, Any]:
     host = container.record.host_config
     out = host.to_api()
+    out.pop("NetworkingConfig", None)  # kept with the HostConfig by ketch, not a HostConfig field
     for key, value in _HOST_CONFIG_ZEROS.items():
         out.setdefault(key, value)
     # the paths the OCI spec masks or makes read-only (ocispec.py); a privileged container has none
@@ -87,6 +88,12 @@ def network_settings(container: Container) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _settings(container: Container, networks: Any) -> dict[str, Any]:
+    """NetworkSettings from engine/networks.py's NetworkService when the daemon has one."""
+    show = getattr(networks, "container_network_settings", None)
+    return show(container.record.id, container.record) if show is not None else network_settings(container)
+
+
 def graph_driver(mounts: list[Mount], merged: str) -> dict[str, Any]:
     data: dict[str, str] = {}
     for m in mounts:
@@ -122,6 +129,7 @@ def inspect_container(
     graph: dict[str, Any],
     exec_ids: list[str],
     sizes: tuple[int, int] | None = None,
+    networks: Any = None,
 ) -> dict[str, Any]:
     record, state = container.record, container.state
     path, args = _path_args(container)
@@ -152,12 +160,12 @@ def inspect_container(
         out["SizeRw"], out["SizeRootFs"] = sizes
     out["Mounts"] = _mounts(container)
     out["Config"] = _config(container)
-    out["NetworkSettings"] = network_settings(container)
+    out["NetworkSettings"] = _settings(container, networks)
     return out
 
 
 def list_item(
-    container: Container, *, image_name: str, sizes: tuple[int, int] | None = None
+    container: Container, *, image_name: str, sizes: tuple[int, int] | None = None, networks: Any = None
 ) -> dict[str, Any]:
     record, state = container.record, container.state
     path, args = _path_args(container)
@@ -170,12 +178,12 @@ def list_item(
         "ImageID": record.image_id,
         "Command": command,
         "Created": record.created_at // 10**9,
-        "Ports": [],
+        "Ports": ports(record.id) if (ports := getattr(networks, "ports_for_list", None)) else [],
         "Labels": dict(record.labels),
         "State": str(state.status),
         "Status": lifecycle.status_text(state, time.time_ns()),
         "HostConfig": {"NetworkMode": mode},
-        "NetworkSettings": {"Networks": network_settings(container)["Networks"]},
+        "NetworkSettings": {"Networks": _settings(container, networks)["Networks"]},
         "Mounts": _mounts(container),
     }
     if sizes is not None:

@@ -1,6 +1,6 @@
 """Bridges and veth pairs through netlink (pyroute2): what a bridge network is on the host.
 
-- A network's bridge device (``ketch0`` for the default network, ``kbr-<12 hex>`` for user networks) holds the
+- A network's bridge device (``ketch0`` for the default network, ``kbr-<11 hex>`` for user networks) holds the
   gateway addresses and is up.
 - A container joins by a veth pair: the host end (``veth<7 hex>``) is a port of the bridge (hairpin on, so a
   container reaches itself through a published port), the other end moves into the container's namespace as
@@ -16,12 +16,17 @@ import contextlib
 import hashlib
 import ipaddress
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
-from pyroute2 import IPRoute, NetNS
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ketch.common.errors import Conflict, SystemFailure
+from ketch.sys import linux
+
+_T = TypeVar("_T")
 
 __all__ = [
     "connect",
@@ -30,6 +35,7 @@ __all__ = [
     "docker_mac",
     "ensure_bridge",
     "host_ifname",
+    "in_netns",
     "links",
     "set_sysctl",
 ]
@@ -79,8 +85,17 @@ def ensure_bridge(name: str, addresses: Sequence[str], *, mtu: int = 1500) -> in
     with _ipr() as ipr:
         found = ipr.link_lookup(ifname=name)
         try:
-            if not found:
-                ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+            if found:
+                # Never give addresses to, or enslave veths into, an interface that is not a bridge.
+                info = ipr.get_links(found[0])[0].get_attr("IFLA_LINKINFO")
+                kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+                if kind != "bridge":
+                    raise Conflict(f"interface {name} exists and is not a bridge ({kind or 'no kind'})")
+            else:
+                # A MAC of its own: a bridge without one takes the lowest of its ports', which changes as
+                # containers come and go and leaves their ARP caches pointing at a gone gateway address.
+                mac = "02:" + ":".join(f"{b:02x}" for b in os.urandom(5))
+                ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=mac)
                 found = ipr.link_lookup(ifname=name)
             index = int(found[0])
             have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index)}
@@ -139,22 +154,28 @@ def connect(
             with contextlib.suppress(NetlinkError, IndexError):
                 ipr.link("del", index=ipr.link_lookup(ifname=host_name)[0])
             raise _fail(f"create veth {host_name} on {bridge}", exc) from None
+
+    def configure(ns: IPRoute) -> None:
+        index = ns.link_lookup(ifname=peer)[0]
+        ns.link("set", index=index, ifname=ifname, mtu=mtu, **({"address": mac} if mac else {}))
+        for cidr in addresses:
+            iface = ipaddress.ip_interface(cidr)
+            ns.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        ns.link("set", index=index, state="up")
+        lo = ns.link_lookup(ifname="lo")[0]
+        ns.link("set", index=lo, state="up")
+        for gateway in gateways:
+            family = 10 if ipaddress.ip_address(gateway).version == 6 else 2
+            ns.route("add", dst="default", gateway=gateway, family=family)
+
     try:
-        with NetNS(netns_path) as ns:
-            index = ns.link_lookup(ifname=peer)[0]
-            ns.link("set", index=index, ifname=ifname, mtu=mtu, **({"address": mac} if mac else {}))
-            for cidr in addresses:
-                iface = ipaddress.ip_interface(cidr)
-                ns.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-            ns.link("set", index=index, state="up")
-            lo = ns.link_lookup(ifname="lo")[0]
-            ns.link("set", index=lo, state="up")
-            for gateway in gateways:
-                family = 10 if ipaddress.ip_address(gateway).version == 6 else 2
-                ns.route("add", dst="default", gateway=gateway, family=family)
+        in_netns(netns_path, configure)
     except NetlinkError as exc:
         disconnect(host_name)
         raise _fail(f"configure {ifname} in {netns_path}", exc) from None
+    except BaseException:
+        disconnect(host_name)
+        raise
 
 
 def disconnect(host_name: str) -> None:
@@ -167,5 +188,39 @@ def disconnect(host_name: str) -> None:
 
 
 def container_interfaces(netns_path: str) -> list[str]:
-    with NetNS(netns_path) as ns:
-        return [str(link.get_attr("IFLA_IFNAME")) for link in ns.get_links()]
+    return in_netns(netns_path, lambda ns: [str(link.get_attr("IFLA_IFNAME")) for link in ns.get_links()])
+
+
+def in_netns(netns_path: str, work: Callable[[IPRoute], _T]) -> _T:
+    """Run ``work`` with an IPRoute of the network namespace at ``netns_path``, in a short-lived thread that
+    joins the namespace (setns moves only the calling thread; pyroute2 opens its socket lazily, in the thread
+    that first uses it). pyroute2's own NetNS forks a child and SIGTERMs it, and a forked child of a daemon
+    shares the daemon's signal wake-up pipe: the daemon would take the child's SIGTERM for its own."""
+    try:
+        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SystemFailure.from_oserror(f"open network namespace {netns_path}", exc) from None
+    result: list[_T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            linux.setns(fd, linux.CLONE_NEWNET)
+        except OSError as exc:
+            failure.append(SystemFailure.from_oserror(f"join network namespace {netns_path}", exc))
+            return
+        try:
+            with _ipr() as ns:
+                result.append(work(ns))
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    try:
+        thread = threading.Thread(target=run, name="ketch-netns", daemon=True)
+        thread.start()
+        thread.join()
+    finally:
+        os.close(fd)
+    if failure:
+        raise failure[0]
+    return result[0]

@@ -13,7 +13,7 @@ try:
     from ketch.sys import seccomp as libseccomp
 
     libseccomp.version()
-except Exception:  # noqa: BLE001 - no libseccomp: nothing to compile with
+except Exception:
     pytest.skip("libseccomp is not available", allow_module_level=True)
 
 
@@ -21,7 +21,9 @@ def test_program_is_cached_per_profile(tmp_path: Path, monkeypatch: pytest.Monke
     profile = default_profile(DEFAULT_CAPABILITIES)
     first = seccomp.compile_program(profile, cache_dir=str(tmp_path))
     assert first is not None and len(list(tmp_path.iterdir())) == 1
-    monkeypatch.setattr(seccomp, "_build", lambda *a: pytest.fail("compiled again instead of reading the cache"))
+    monkeypatch.setattr(
+        seccomp, "_build", lambda *a: pytest.fail("compiled again instead of reading the cache")
+    )
     assert seccomp.compile_program(profile, cache_dir=str(tmp_path)) == first
     other = default_profile([*DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"])
     monkeypatch.undo()

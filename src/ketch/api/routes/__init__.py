@@ -29,6 +29,7 @@ class EngineRoutes:
     insecure: list[str] = field(default_factory=list)
     debug: bool = False
     image_list: Callable[[], list[dict[str, Any]]] = list
+    networks: Any = None  # engine/networks.py NetworkService (routes/networks.py NetworkBackend)
 
 
 def build_router(
@@ -46,4 +47,8 @@ def build_router(
         execs.register(router, engine.execs)
         engine_system.register(router, engine.containers, version=engine.version, insecure=engine.insecure,
                                debug=engine.debug, image_list=engine.image_list)  # fmt: skip
+        if engine.networks is not None:
+            from ketch.api.routes import networks
+
+            networks.register(router, engine.networks)
     return router

@@ -122,7 +122,8 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
                 found = service.db.list_containers(f)
             return [
                 list_item(c, image_name=_image_name(c.record),
-                          sizes=(service.size_rw(c.record.id), service.size_root_fs(c)) if size else None)
+                          sizes=(service.size_rw(c.record.id), service.size_root_fs(c)) if size else None,
+                          networks=service.networking)
                 for c in found
             ]  # fmt: skip
 
@@ -141,7 +142,8 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
                 mounts = []
             sizes = (service.size_rw(container.record.id), service.size_root_fs(container)) if size else None
             return inspect_container(container, paths, graph=graph_driver(mounts, paths.rootfs),
-                                     exec_ids=execs.ids_for(container.record.id), sizes=sizes)  # fmt: skip
+                                     exec_ids=execs.ids_for(container.record.id), sizes=sizes,
+                                     networks=service.networking)  # fmt: skip
 
         return Response.json(await run(job))
 
