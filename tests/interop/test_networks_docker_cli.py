@@ -293,6 +293,12 @@ def test_user_network_names_aliases_round_robin_and_isolation(ketchd: Ketchd, ma
     assert done.returncode == 7, done.stdout + done.stderr
     info = json.loads(ok(ketchd, "network", "inspect", f"{PREFIX}-b"))[0]
     assert info["IPAM"]["Config"] == [{"Subnet": "10.213.57.0/24", "Gateway": "10.213.57.1"}]
+    # ps --filter network= by name and by ID
+    on_a = set(ok(ketchd, "ps", "--filter", f"network={PREFIX}-a", "--format", "{{.Names}}").split())
+    assert {f"{PREFIX}-a1", f"{PREFIX}-a2"} <= on_a
+    net_id = json.loads(ok(ketchd, "network", "inspect", f"{PREFIX}-a"))[0]["Id"]
+    assert set(ok(ketchd, "ps", "--filter", f"network={net_id}", "--format", "{{.Names}}").split()) == on_a
+    assert ok(ketchd, "ps", "-q", "--filter", f"network={PREFIX}-b") == ""
 
 
 def test_published_ports_from_the_host_and_other_containers(ketchd: Ketchd, made: Made) -> None:

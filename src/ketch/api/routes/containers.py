@@ -112,14 +112,22 @@ def register(router: Router, service: ContainerService, execs: ExecService) -> N
             except KetchError:
                 return []
 
-        f = ContainerFilters.from_api({k: filters.get(k) for k in filters},
-                                      all=q.boolean("all"), limit=q.integer("limit", -1),
+        raw = {k: filters.get(k) for k in filters}
+        wanted_networks = set(raw.pop("network", None) or ())  # matched below, on the network settings
+        f = ContainerFilters.from_api(raw, all=q.boolean("all"), limit=q.integer("limit", -1),
                                       image_ids=images_for)  # fmt: skip
         size = q.boolean("size")
+
+        def on_network(c: Any) -> bool:
+            networks = list_item(c, image_name="", networks=service.networking)["NetworkSettings"]["Networks"]
+            return any(name in wanted_networks or settings.get("NetworkID") in wanted_networks
+                       for name, settings in networks.items())  # fmt: skip
 
         def job() -> list[dict[str, Any]]:
             with service._lock:
                 found = service.db.list_containers(f)
+            if wanted_networks:
+                found = [c for c in found if on_network(c)]
             return [
                 list_item(c, image_name=_image_name(c.record),
                           sizes=(service.size_rw(c.record.id), service.size_root_fs(c)) if size else None,
