@@ -445,6 +445,31 @@ def test_network_verbs_json_and_errors(ketchd: Ketchd, made: Made) -> None:
     made.networks.remove(spare)
 
 
+def test_links_on_the_default_bridge(ketchd: Ketchd, made: Made) -> None:
+    """Docker's legacy links: the alias in /etc/hosts and the linked container's variables."""
+    run(
+        ketchd,
+        made,
+        "--name",
+        f"{PREFIX}-db",
+        "--expose",
+        "5432",
+        "-e",
+        "SECRET_MODE=demo",
+        IMAGE,
+        "sleep",
+        "600",
+    )
+    db_ip = inspect(ketchd, f"{PREFIX}-db")["NetworkSettings"]["IPAddress"]
+    assert db_ip
+    out = ok(ketchd, "run", "--rm", "--link", f"{PREFIX}-db:dbalias", IMAGE, "sh", "-c",
+             "env | sort; grep dbalias /etc/hosts; ping -c1 -W2 dbalias >/dev/null && echo reached")  # fmt: skip
+    assert f"DBALIAS_PORT=tcp://{db_ip}:5432" in out
+    assert f"DBALIAS_PORT_5432_TCP_ADDR={db_ip}" in out and "DBALIAS_ENV_SECRET_MODE=demo" in out
+    assert "DBALIAS_NAME=/" in out and "reached" in out
+    assert any(line.startswith(db_ip) and "dbalias" in line for line in out.splitlines())
+
+
 def test_nothing_left_behind(ketchd: Ketchd, made: Made, before: dict[str, Any]) -> None:
     for cid in made.containers:
         docker(ketchd, "rm", "-f", cid)

@@ -35,6 +35,7 @@ from ketch.engine.events import EventBus
 from ketch.engine.health import HealthMonitor
 from ketch.engine.layout import ContainerPaths, EngineSettings
 from ketch.engine.lifecycle import Event
+from ketch.engine.links import link_env
 from ketch.engine.merge import merge_image_config
 from ketch.engine.model import ContainerConfig, ContainerRecord, ContainerState, HostConfig, Resources, Status
 from ketch.engine.network_hooks import Attachment, Networking, NoNetworking
@@ -260,7 +261,7 @@ class ContainerService:
             rootfs=paths.rootfs, container_dir=paths.data_dir, cgroup_parent=self.settings.cgroup_parent,
             init_path=self.settings.init_path, netns_path=netns, host_network=host_net,
             pid_ns_path=self._joined_ns(host.pid_mode, "pid"), ipc_ns_path=self._joined_ns(host.ipc_mode, "ipc"),
-            seccomp_text=seccomp_text,
+            seccomp_text=seccomp_text, link_env=tuple(self._link_env(record)),
         ))  # fmt: skip
         atomic_write(os.path.join(paths.bundle, "config.json"), fastjson.dumps(spec).encode(), durable=False)
         log_opts = host.log_config.config or {}
@@ -299,6 +300,23 @@ class ContainerService:
                   cid[:12], *((b - a) * 1000 for a, b in itertools.pairwise(marks)),
                   (time.perf_counter() - marks[-1]) * 1000)  # fmt: skip
         return spawned
+
+    def _link_env(self, record: ContainerRecord) -> list[str]:
+        """The --link variables: each linked container's exposed ports at its address, and its environment."""
+        env: list[str] = []
+        for link in record.host_config.links or ():
+            name, _, alias = link.partition(":")
+            try:
+                target = self.get(name)
+            except NotFound:
+                raise InvalidArgument(f"could not get container for {name.lstrip('/')}") from None
+            show = getattr(self.networking, "container_network_settings", None)
+            ip = ""
+            if show is not None and target.state.status is Status.RUNNING:
+                networks = show(target.record.id, target.record).get("Networks") or {}
+                ip = next((n.get("IPAddress", "") for n in networks.values() if n.get("IPAddress")), "")
+            env += link_env(record.name, alias or name.lstrip("/"), target.record, ip)
+        return env
 
     def _joined_ns(self, mode: str, ns: str) -> str:
         kind, _, target = mode.partition(":")

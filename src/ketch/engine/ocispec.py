@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -56,10 +57,12 @@ class SpecInputs:
     pid_ns_path: str = ""  # join this pid namespace (pid container:<x> mode)
     ipc_ns_path: str = ""
     seccomp_text: str = ""  # the content of a ``seccomp=<file>`` profile, read by the caller
+    link_env: tuple[str, ...] = ()  # the --link variables (engine/links.py)
 
 
-def container_env(record: ContainerRecord, hostname: str) -> list[str]:
-    """moby CreateDaemonEnvironment: PATH (unless set), HOSTNAME, TERM for a tty, then the config's Env."""
+def container_env(record: ContainerRecord, hostname: str, linked: Sequence[str] = ()) -> list[str]:
+    """moby CreateDaemonEnvironment: PATH (unless set), HOSTNAME, TERM for a tty, the --link variables, then
+    the config's Env."""
     env = list(record.config.env or ())
     keys = {entry.partition("=")[0] for entry in env}
     base = [] if "PATH" in keys else [f"PATH={DEFAULT_PATH}"]
@@ -67,7 +70,7 @@ def container_env(record: ContainerRecord, hostname: str) -> list[str]:
     if record.config.tty:
         base.append("TERM=xterm")
     merged: dict[str, str] = {}
-    for entry in [*base, *env]:
+    for entry in [*base, *linked, *env]:
         merged[entry.partition("=")[0]] = entry
     return list(merged.values())
 
@@ -366,7 +369,7 @@ def build_spec(record: ContainerRecord, inputs: SpecInputs) -> dict[str, Any]:
     process = build_process(
         record, inputs.rootfs,
         args=_args(record, bool(host.init)),
-        env=container_env(record, hostname),
+        env=container_env(record, hostname, inputs.link_env),
         user=config.user, cwd=config.working_dir, tty=config.tty,
     )  # fmt: skip
     rlimits = [
