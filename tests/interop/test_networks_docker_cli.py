@@ -368,7 +368,10 @@ def test_none_host_and_container_modes(ketchd: Ketchd, made: Made) -> None:
     a1 = address_of(ketchd, f"{PREFIX}-a1", f"{PREFIX}-a")
     shared = ok(ketchd, "run", "--rm", "--network", f"container:{PREFIX}-a1", IMAGE, "ip", "-o", "-4", "addr")
     assert f"{a1}/" in shared
-    assert ok(ketchd, "run", "--rm", "--network", f"container:{PREFIX}-a1", IMAGE, "hostname") != ""
+    owner = ok(ketchd, "exec", f"{PREFIX}-a1", "sh", "-c", "hostname; cat /etc/resolv.conf")
+    joined = ok(ketchd, "run", "--rm", "--network", f"container:{PREFIX}-a1", IMAGE, "sh", "-c",
+                "hostname; cat /etc/resolv.conf")  # fmt: skip
+    assert joined == owner  # the owner's hostname and resolver, as Docker gives
 
 
 def test_connect_and_disconnect_a_running_container(ketchd: Ketchd, made: Made) -> None:

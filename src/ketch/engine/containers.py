@@ -253,15 +253,25 @@ class ContainerService:
             net = self.networking.attach(record)
         netns, host_net = net.netns_path, net.host_network
         hostname = record.config.hostname or cid[:12]
-        write_etc_files(paths.data_dir, hostname, domainname=record.config.domainname, host_network=host_net,
-                        address=net.address, extra_hosts=net.extra_hosts, dns=net.dns, dns_search=net.dns_search,
-                        dns_options=net.dns_options)  # fmt: skip
+        if record.host_config.network_mode.startswith("container:"):
+            # as Docker: the network's owner's hostname, hosts and resolv.conf (its resolver, its names)
+            owner = self.get(record.host_config.network_mode.partition(":")[2]).record.id
+            for name in ("hostname", "hosts", "resolv.conf"):
+                shutil.copyfile(
+                    os.path.join(self.paths(owner).data_dir, name), os.path.join(paths.data_dir, name)
+                )
+            with open(os.path.join(paths.data_dir, "hostname")) as f:
+                hostname = f.read().strip() or hostname
+        else:
+            write_etc_files(paths.data_dir, hostname, domainname=record.config.domainname, host_network=host_net,
+                            address=net.address, extra_hosts=net.extra_hosts, dns=net.dns,
+                            dns_search=net.dns_search, dns_options=net.dns_options)  # fmt: skip
         seccomp_text = _seccomp_file(host.security_opt or ())
         spec = ocispec.build_spec(record, ocispec.SpecInputs(
             rootfs=paths.rootfs, container_dir=paths.data_dir, cgroup_parent=self.settings.cgroup_parent,
             init_path=self.settings.init_path, netns_path=netns, host_network=host_net,
             pid_ns_path=self._joined_ns(host.pid_mode, "pid"), ipc_ns_path=self._joined_ns(host.ipc_mode, "ipc"),
-            seccomp_text=seccomp_text, link_env=tuple(self._link_env(record)),
+            seccomp_text=seccomp_text, link_env=tuple(self._link_env(record)), hostname=hostname,
         ))  # fmt: skip
         atomic_write(os.path.join(paths.bundle, "config.json"), fastjson.dumps(spec).encode(), durable=False)
         log_opts = host.log_config.config or {}

@@ -58,6 +58,7 @@ class SpecInputs:
     ipc_ns_path: str = ""
     seccomp_text: str = ""  # the content of a ``seccomp=<file>`` profile, read by the caller
     link_env: tuple[str, ...] = ()  # the --link variables (engine/links.py)
+    hostname: str = ""  # instead of the config's (network mode container:<x> takes x's)
 
 
 def container_env(record: ContainerRecord, hostname: str, linked: Sequence[str] = ()) -> list[str]:
@@ -365,7 +366,7 @@ def build_spec(record: ContainerRecord, inputs: SpecInputs) -> dict[str, Any]:
     _make_working_dir(inputs.rootfs, config.working_dir)
     if host.network_mode == "host" and not inputs.host_network:
         inputs = replace(inputs, host_network=True)
-    hostname = config.hostname or record.id[:12]
+    hostname = inputs.hostname or config.hostname or record.id[:12]
     process = build_process(
         record, inputs.rootfs,
         args=_args(record, bool(host.init)),
