@@ -1,8 +1,10 @@
 """``run`` and ``create`` flags, and the ``POST /containers/create`` body they make (docker's opts.go ``parse``).
 
 The body has docker 20.10's keys in docker's order (Go struct order, ``omitempty`` fields only when set), so
-the daemon sees what ``docker run`` would have sent. Networking flags are passed through untouched
-(``NetworkMode``, ``PortBindings``, ``ExposedPorts``): the daemon decides what they mean.
+the daemon sees what ``docker run`` would have sent. Networking flags are checked as docker checks them (``--dns``
+addresses, ``--add-host``, ``--link``) and otherwise passed on: ``NetworkMode`` is the first ``--network``, and
+``NetworkingConfig.EndpointsConfig`` carries ``--network-alias``, ``--ip``, ``--ip6`` and ``--link`` for it (left
+empty, as docker leaves it, when one network has none of them).
 
 Two kinds of error, worded as docker words them (exit status 125 for both):
 - :class:`FlagError`: a flag value that does not parse (``invalid argument "x" for "-m, --memory" flag: ...``);
@@ -59,7 +61,7 @@ CREATE_FLAGS: list[tuple[tuple[str, ...], str]] = [
     (("--device-write-iops",), "list"),
     (("--disable-content-trust",), "bool"),
     (("--dns",), "list"),
-    (("--dns-option",), "list"),
+    (("--dns-option", "--dns-opt"), "list"),
     (("--dns-search",), "list"),
     (("--domainname",), "str"),
     (("--entrypoint",), "str"),
@@ -75,11 +77,15 @@ CREATE_FLAGS: list[tuple[tuple[str, ...], str]] = [
     (("-h", "--hostname"), "str"),
     (("--init",), "bool"),
     (("-i", "--interactive"), "bool"),
+    (("--ip",), "str"),
+    (("--ip6",), "str"),
     (("--ipc",), "str"),
     (("--isolation",), "str"),
     (("--kernel-memory",), "bytes"),
     (("-l", "--label"), "list"),
     (("--label-file",), "list"),
+    (("--link",), "list"),
+    (("--link-local-ip",), "list"),
     (("--log-driver",), "str"),
     (("--log-opt",), "list"),
     (("--mac-address",), "str"),
@@ -90,6 +96,7 @@ CREATE_FLAGS: list[tuple[tuple[str, ...], str]] = [
     (("--mount",), "list"),
     (("--name",), "str"),
     (("--network", "--net"), "list"),
+    (("--network-alias", "--net-alias"), "list"),
     (("--no-healthcheck",), "bool"),
     (("--oom-kill-disable",), "bool"),
     (("--oom-score-adj",), "int"),
@@ -130,7 +137,8 @@ _DEFAULTS = {"restart": "no", "pull": "missing", "sig_proxy": True, "memory_swap
 
 
 def _dest(names: tuple[str, ...]) -> str:
-    return names[-1].lstrip("-").replace("-", "_") if names[-1] != "--net" else "network"
+    """The first long name (``--network-alias``, not its hidden twin ``--net-alias``) as an identifier."""
+    return next(n for n in names if n.startswith("--")).lstrip("-").replace("-", "_")
 
 
 def flag_name(names: tuple[str, ...]) -> str:
@@ -287,9 +295,98 @@ def _healthcheck(args: argparse.Namespace) -> dict[str, Any] | None:
     return health
 
 
+def _endpoint(attachment: dict[str, Any]) -> dict[str, Any]:
+    """parseNetworkAttachmentOpt: one network's EndpointSettings, as Go marshals it (nil fields as null)."""
+    from ketch.cli import opts
+
+    target = attachment["Target"]
+    if not target.strip():
+        raise ConfigError("no name set for network")
+    if not opts.is_user_defined_network(target):
+        if attachment["Aliases"]:
+            raise ConfigError("network-scoped aliases are only supported for user-defined networks")
+        if attachment["Links"]:
+            raise ConfigError("links are only supported for user-defined networks")
+    ipam: dict[str, Any] | None = None
+    if attachment["IPv4Address"] or attachment["IPv6Address"] or attachment["LinkLocalIPs"]:
+        ipam = {}  # EndpointIPAMConfig's fields are omitempty
+        for key in ("IPv4Address", "IPv6Address", "LinkLocalIPs"):
+            if attachment[key]:
+                ipam[key] = attachment[key]
+    return {
+        "IPAMConfig": ipam,
+        "Links": list(attachment["Links"]) or None,
+        "Aliases": list(attachment["Aliases"]) or None,
+        "NetworkID": "",
+        "EndpointID": "",
+        "Gateway": "",
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "MacAddress": "",
+        "DriverOpts": dict(attachment["DriverOpts"]) or None,
+    }
+
+
+def _apply_container_options(attachment: dict[str, Any], args: argparse.Namespace, links: list[str]) -> None:
+    """applyContainerOptions: the plain flags belong to the first network; the CSV form may not repeat them."""
+    if attachment["Aliases"] and args.network_alias:
+        raise ConfigError("conflicting options: cannot specify both --network-alias and per-network alias")
+    if args.network_alias:
+        attachment["Aliases"] = list(args.network_alias)
+    if links:
+        attachment["Links"] = list(links)
+    if args.ip:
+        attachment["IPv4Address"] = args.ip
+    if args.ip6:
+        attachment["IPv6Address"] = args.ip6
+    if args.link_local_ip:
+        attachment["LinkLocalIPs"] = list(args.link_local_ip)
+
+
+def _endpoints(
+    args: argparse.Namespace, attachments: list[dict[str, Any]], links: list[str]
+) -> dict[str, dict[str, Any]]:
+    """parseNetworkOpts: EndpointsConfig by network (Go marshals the map with its keys sorted)."""
+    from ketch.cli import opts
+    from ketch.cli.commands.ps import go_quote
+
+    endpoints: dict[str, dict[str, Any]] = {}
+    user_defined = predefined = False
+    for index, attachment in enumerate(attachments):
+        target = attachment["Target"]
+        if opts.is_user_defined_network(target):
+            user_defined = True
+        else:
+            predefined = True
+        if index == 0:
+            _apply_container_options(attachment, args, links)
+        endpoint = _endpoint(attachment)
+        if target in endpoints:
+            raise ConfigError(f"network {go_quote(target)} is specified multiple times")
+        bare = not any(endpoint[key] for key in ("IPAMConfig", "Links", "Aliases", "DriverOpts"))
+        if index == 0 and len(attachments) == 1 and bare:
+            continue  # one network and nothing to say about it: docker sends no endpoint
+        endpoints[target] = endpoint
+    if user_defined and predefined:
+        raise ConfigError(
+            "conflicting options: cannot attach both user-defined and non-user-defined network-modes"
+        )
+    return dict(sorted(endpoints.items()))
+
+
 def build_create(args: argparse.Namespace, *, console_size: tuple[int, int] = (0, 0)) -> CreateRequest:
     """The create request for parsed ``run``/``create`` flags (docker's ``parse`` in opts.go)."""
     from ketch.cli import opts
+
+    # flag values docker checks as it reads the flags, before any other check
+    attachments = _each(args, "network", opts.parse_network_opt)
+    dns = _each(args, "dns", opts.validate_ip_address)
+    dns_search = _each(args, "dns_search", opts.validate_dns_search)
+    extra_hosts = _each(args, "add_host", opts.validate_extra_host)
+    links = _each(args, "link", opts.validate_link)
 
     attach = _attach_streams(args.attach)
     attach_stdin = "stdin" in attach or args.interactive
@@ -388,12 +485,12 @@ def build_create(args: argparse.Namespace, *, console_size: tuple[int, int] = (0
     if stop_timeout is not None:
         config["StopTimeout"] = stop_timeout
 
-    networks = list(args.network)
+    endpoints = _endpoints(args, attachments, links)
     host: dict[str, Any] = {
         "Binds": binds,
         "ContainerIDFile": args.cidfile or "",
         "LogConfig": {"Type": args.log_driver or "", "Config": log_opts},
-        "NetworkMode": networks[0] if networks else "default",
+        "NetworkMode": attachments[0]["Target"] if attachments else "default",
         "PortBindings": bindings,
         "RestartPolicy": restart,
         "AutoRemove": args.rm,
@@ -402,14 +499,14 @@ def build_create(args: argparse.Namespace, *, console_size: tuple[int, int] = (0
         "CapAdd": list(args.cap_add) or None,
         "CapDrop": list(args.cap_drop) or None,
         "CgroupnsMode": args.cgroupns or "",
-        "Dns": list(args.dns),
+        "Dns": dns,
         "DnsOptions": list(args.dns_option),
-        "DnsSearch": list(args.dns_search),
-        "ExtraHosts": list(args.add_host) or None,
+        "DnsSearch": dns_search,
+        "ExtraHosts": extra_hosts or None,
         "GroupAdd": list(args.group_add) or None,
         "IpcMode": args.ipc or "",
         "Cgroup": "",
-        "Links": None,
+        "Links": links or None,
         "OomScoreAdj": _scalar(args, "oom_score_adj", "int"),
         "PidMode": args.pid or "",
         "Privileged": args.privileged,
@@ -466,5 +563,5 @@ def build_create(args: argparse.Namespace, *, console_size: tuple[int, int] = (0
     host |= {"MaskedPaths": None, "ReadonlyPaths": None}
     if "init" in getattr(args, "changed", ()):
         host["Init"] = args.init
-    body = config | {"HostConfig": host, "NetworkingConfig": {"EndpointsConfig": {}}}
+    body = config | {"HostConfig": host, "NetworkingConfig": {"EndpointsConfig": endpoints}}
     return CreateRequest(body, args.name or "", args.platform or "", args.pull, args.cidfile or "")

@@ -209,7 +209,7 @@ def _go_flags(parser: Any, args: list[str]) -> tuple[list[str], dict[str, bool],
         out.append(token)
         if token.startswith("--") or len(token) == 2:
             if action.nargs != 0 and not eq and index < len(args):
-                out.append(args[index])
+                out += _with_value(out.pop(), args[index])
                 index += 1
             continue
         # a short cluster: flags without values, until one that takes the rest or the next argument
@@ -220,10 +220,18 @@ def _go_flags(parser: Any, args: list[str]) -> tuple[list[str], dict[str, bool],
             changed.add(action.dest)
             if action.nargs != 0:
                 if position == len(token) - 1 and index < len(args):
-                    out.append(args[index])
+                    out += _with_value(out.pop(), args[index])
                     index += 1
                 break
     return out, overrides, changed
+
+
+def _with_value(flag: str, value: str) -> list[str]:
+    """pflag takes the argument after a flag as its value whatever it looks like (``--dns-search -x``); argparse
+    would read a leading dash as another flag, unless the value is attached to the flag."""
+    if not value.startswith("-"):
+        return [flag, value]
+    return [f"{flag}={value}" if flag.startswith("--") else flag + value]
 
 
 class _Narrow:
@@ -326,6 +334,7 @@ _MODULES = (
     "stats",
     "events",
     "info",
+    "networks",
 )
 _LIFECYCLE = ("attach", "commit", "export", "import", "kill", "pause", "port", "rename", "restart", "rm", "start",
               "stop", "top", "unpause", "update", "wait")  # fmt: skip
@@ -344,6 +353,7 @@ COMMAND_MODULES: dict[str, str] = {
     "events": "events",
     "info": "info",
     "system": "info",
+    "network": "networks",
     **dict.fromkeys(_LIFECYCLE, "containers"),
     **dict.fromkeys(_IMAGES, "images"),
 }

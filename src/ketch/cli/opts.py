@@ -350,6 +350,132 @@ def parse_ports(
     return dict(sorted(ports.items())), dict(sorted(bindings.items()))
 
 
+# ---- networking ------------------------------------------------------------------------------------------------
+
+
+def _go_quote(text: str) -> str:
+    from ketch.cli.commands.ps import go_quote
+
+    return go_quote(text)
+
+
+def validate_ip_address(value: str) -> str:
+    """opts.ValidateIPAddress: the address as Go prints it (``net.ParseIP(strings.TrimSpace(v)).String()``)."""
+    import ipaddress
+
+    text = value.strip()
+    try:
+        if "%" in text:  # Go's ParseIP takes no zone
+            raise ValueError(text)
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"{value} is not an ip address") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)  # Go prints an IPv4-mapped address as IPv4
+    return address.compressed
+
+
+def validate_dns_search(value: str) -> str:
+    """opts.ValidateDNSSearch: ``.`` or a domain name, returned without its trailing dot and spaces."""
+    import re
+
+    value = value.strip(" ")
+    if value == ".":
+        return value
+    found = None
+    if re.search("[a-zA-Z]", value):
+        label = r"(?:[a-zA-Z0-9]|(?:[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9]))"
+        found = re.match(rf"(:?{label}(:?\.{label})*)\.?[\t\n\f\r ]*\Z", value)
+    if found is None or len(found.group(1).encode()) >= 255:
+        raise ValueError(f"{value} is not a valid domain")
+    return found.group(1)
+
+
+def validate_extra_host(value: str) -> str:
+    """opts.ValidateExtraHost: ``name:ip`` (split at the first colon, so IPv6 fits) or ``name:host-gateway``."""
+    name, sep, address = value.partition(":")
+    if not sep or not name:
+        raise ValueError(f"bad format for add-host: {_go_quote(value)}")
+    if address != "host-gateway":
+        try:
+            validate_ip_address(address)
+        except ValueError:
+            raise ValueError(f"invalid IP address in add-host: {_go_quote(address)}") from None
+    return value
+
+
+def parse_link(value: str) -> tuple[str, str]:
+    """opts.ParseLink: ``name[:alias]`` -> (name, alias); ``/name:/c/alias`` as stored by the daemon."""
+    if not value:
+        raise ValueError("empty string specified for links")
+    parts = value.split(":")
+    if len(parts) > 2:
+        raise ValueError(f"bad format for links: {value}")
+    if len(parts) == 1:
+        return value, value
+    if parts[0].startswith("/"):
+        return parts[0][1:], parts[1].rpartition("/")[2]
+    return parts[0], parts[1]
+
+
+def validate_link(value: str) -> str:
+    parse_link(value)
+    return value
+
+
+def parse_driver_opts(values: Iterable[str]) -> dict[str, str]:
+    """``network connect --driver-opt k=v``: trimmed keys and values; a pair without ``=`` is an error."""
+    out: dict[str, str] = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not key.strip():
+            raise ValueError("invalid key/value pair format in driver options")
+        out[key.strip()] = item.strip()
+    return out
+
+
+def parse_network_opt(value: str) -> dict[str, Any]:
+    """opts.NetworkOpt.Set: a network name, or the CSV form ``name=n,alias=a,driver-opt=k=v`` (keys and values
+    lower-cased, as docker does). The result has the NetworkAttachmentOpts fields docker's parse fills in."""
+    import re
+
+    attachment: dict[str, Any] = {"Target": value, "Aliases": [], "DriverOpts": {}, "Links": [],
+                                  "IPv4Address": "", "IPv6Address": "", "LinkLocalIPs": []}  # fmt: skip
+    if not re.search(r"\w+=\w+", value, re.ASCII):
+        return attachment
+    import csv
+
+    try:
+        fields = next(csv.reader([value]))
+    except (csv.Error, StopIteration) as exc:
+        raise ValueError(str(exc)) from None
+    attachment["Target"] = ""
+    for field in fields:
+        key, sep, item = field.partition("=")
+        if not sep:
+            raise ValueError(f"invalid field {field}")
+        key, item = key.strip().lower(), item.strip().lower()
+        if key == "name":
+            attachment["Target"] = item
+        elif key == "alias":
+            attachment["Aliases"].append(item)
+        elif key == "driver-opt":
+            opt_key, opt_sep, opt_value = item.partition("=")
+            if not opt_sep:
+                raise ValueError("invalid key value pair format in driver options")
+            attachment["DriverOpts"][opt_key.strip()] = opt_value.strip()
+        else:
+            raise ValueError(f"invalid field key {key}")
+    if not attachment["Target"]:
+        raise ValueError("network name/id is not specified")
+    return attachment
+
+
+def is_user_defined_network(mode: str) -> bool:
+    """container.NetworkMode.IsUserDefined: not default, bridge, host, none or ``container:<id>``."""
+    return mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:")
+
+
 # ---- mounts and devices -------------------------------------------------------------------------------------------
 
 

@@ -1,10 +1,11 @@
 """Typed calls for the Engine API endpoints the CLI uses: system and images here, containers, exec and the
-rest of system in :mod:`ketch.client.containers`."""
+rest of system in :mod:`ketch.client.containers`, networks in :mod:`ketch.client.networks`."""
 
 from __future__ import annotations
 
 from ketch.client.containers import ContainerCalls
 from ketch.client.http import DEFAULT_HOST, Connection, Response, quote_path
+from ketch.client.networks import NetworkCalls
 from ketch.common import fastjson
 
 TYPE_CHECKING = False
@@ -24,7 +25,7 @@ def encode_auth(auth: dict[str, str] | None) -> str:
     return base64.urlsafe_b64encode(fastjson.dumps(auth or {}).encode()).decode()
 
 
-class APIClient(ContainerCalls):
+class APIClient(ContainerCalls, NetworkCalls):
     def __init__(
         self, host: str = DEFAULT_HOST, *, version: str | None = None, timeout: float | None = None
     ) -> None:

@@ -13,7 +13,7 @@ from ketch.common import errors, fastjson
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping
     from typing import IO, Any, Protocol
 
     from ketch.client.hijack import Hijacked
@@ -375,7 +375,7 @@ class Connection:
         """Send a request now and read its answer later (``wait`` is sent before ``start``, as docker does)."""
         all_headers = dict(headers or {})
         if json_body is not None:
-            body = fastjson.dumps(json_body).encode()
+            body = go_json_body(json_body)
             all_headers["Content-Type"] = "application/json"
         return Pending(self, self._exchange(method, self._target(path, query), body, all_headers))
 
@@ -398,7 +398,7 @@ class Connection:
         from ketch.client.hijack import Hijacked
         from ketch.client.wire import Answer, Wire, read_head
 
-        body = b"" if json_body is None else fastjson.dumps(json_body).encode()
+        body = b"" if json_body is None else go_json_body(json_body)
         content_type = "text/plain" if json_body is None else "application/json"
         host = "docker" if self.kind == "unix" else self.address
         head = (
@@ -496,6 +496,37 @@ class Keep:
 if TYPE_CHECKING:
     QueryValue = str | int | bool | None | Keep | list[str | Keep]
     Query = Mapping[str, QueryValue]
+
+
+def _go_encoder() -> Callable[[Any, int], Any]:
+    import _json
+
+    def unserialisable(obj: Any) -> Any:
+        raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+    # fastjson's compact encoder, but writing non-ASCII characters as they are (Go writes UTF-8)
+    encoder: Callable[[Any, int], Any] = _json.make_encoder(
+        None, unserialisable, _json.encode_basestring, None, ":", ",", False, False, False
+    )
+    return encoder
+
+
+_encode: Callable[[Any, int], Any] | None = None
+
+
+def go_json_body(value: Any) -> bytes:
+    """A request body as the docker client's ``json.NewEncoder(w).Encode(v)`` writes it: compact UTF-8, with <,
+    >, &, U+2028 and U+2029 escaped (JSON has them only inside strings, so plain replaces are exact), and a
+    newline at the end."""
+    global _encode
+    if _encode is None:
+        _encode = _go_encoder()
+    text = "".join(_encode(value, 0))
+    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                         ("\u2029", "\\u2029")):  # fmt: skip
+        if raw in text:
+            text = text.replace(raw, escaped)
+    return (text + "\n").encode()
 
 
 def quote_path(name: str) -> str:

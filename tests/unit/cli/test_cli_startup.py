@@ -87,6 +87,7 @@ def _container_routes(eng: FakeEngine) -> None:
     eng.route("GET", "/containers/{id}/json", trace_reply("16-exec", "GET", "/json"))
     eng.route("POST", "/containers/{id}/exec", json_reply({"Id": EXEC_ID}, 201))
     eng.route("GET", "/exec/{id}/json", json_reply({"ID": EXEC_ID, "Running": False, "ExitCode": 0}))
+    eng.route("GET", "/networks", trace_reply("31-network-ls", "GET", "/networks"))
 
 
 @pytest.mark.parametrize(
@@ -101,6 +102,8 @@ def _container_routes(eng: FakeEngine) -> None:
         (["rm", "web"], "0", "web\n"),
         (["logs", "web"], "0", "logged\n"),
         (["exec", "web", "true"], "0", ""),
+        (["network", "ls"], "0", "kv20-net"),
+        (["run", "-d", "--network", "kv20-net", "--network-alias", "a", "busybox:local"], "0", CID),
     ],
 )
 def test_common_commands_stay_lean(eng: FakeEngine, argv: list[str], status: str, out: str) -> None:

@@ -19,6 +19,7 @@ from ketch.client.http import (
     DaemonUnreachable,
     FromDaemon,
     error_from,
+    go_json_body,
     parse_host,
 )
 from ketch.common import errors
@@ -181,3 +182,11 @@ def test_permission_denied(tmp_path: Path) -> None:
         fake.socket_path.chmod(0)
         with pytest.raises(errors.Forbidden, match="Got permission denied while trying to connect"):
             _client(fake).ping()
+
+
+def test_json_bodies_are_written_as_go_encodes_them() -> None:
+    """json.NewEncoder: compact UTF-8 (not \\u escapes), HTML characters escaped, a newline at the end."""
+    body = go_json_body({"Cmd": ["sh", "-c", "echo é > x && cat <x"], "N": None, "T": True, "E": {}})
+    assert body == ('{"Cmd":["sh","-c","echo é \\u003e x \\u0026\\u0026 cat \\u003cx"],"N":null,"T":true,'
+                    '"E":{}}\n').encode()  # fmt: skip
+    assert go_json_body({"s": '\u2028\x01"'}) == b'{"s":"\\u2028\\u0001\\""}\n'

@@ -188,7 +188,7 @@ def test_request_is_sent_again_when_a_kept_connection_closes_unanswered(tmp_path
         assert client.create_container({"Image": "a"}) == {"Id": "x"}
         assert [(r.connection, r.line.split()[1].rsplit("/", 1)[-1]) for r in server.requests] == [
             (0, "_ping"), (0, "json"), (0, "create"), (1, "create")]  # fmt: skip
-        assert server.requests[3].body == b'{"Image":"a"}'
+        assert server.requests[3].body == b'{"Image":"a"}\n'  # as Go's json.Encoder writes it
         client.conn.close()
 
 
