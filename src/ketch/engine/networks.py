@@ -38,6 +38,7 @@ import hashlib
 import ipaddress
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -95,6 +96,7 @@ DEFAULT_TABLE = firewall.TABLE
 DEFAULT_EXEC_ROOT = "/run/ketch"
 DNS_ADDRESS = "127.0.0.11"  # Docker's embedded resolver, inside each container's namespace
 USER_BRIDGE_PREFIX = "kbr-"
+_VETH = re.compile(r"veth[0-9a-f]{7}")  # network/bridge.py host_ifname
 _T = TypeVar("_T")
 
 
@@ -107,6 +109,22 @@ def instance_names(exec_root: str) -> tuple[str, str]:
         return DEFAULT_BRIDGE, DEFAULT_TABLE
     tag = hashlib.sha256(real.encode()).hexdigest()[:6]
     return f"ketch-{tag}", f"ketch_{tag}"
+
+
+class _Steps:
+    """Milliseconds per step of one verb, for a debug line that says where the time goes."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self._parts: list[str] = []
+
+    def __call__(self, what: str) -> None:
+        now = time.perf_counter()
+        self._parts.append(f"{what} {(now - self._last) * 1000:.1f} ms")
+        self._last = now
+
+    def __str__(self) -> str:
+        return ", ".join(self._parts)
 
 
 class ContainerLookup(Protocol):
@@ -164,10 +182,6 @@ def _read(path: str) -> str:
             return f.read()
     except OSError:
         return ""
-
-
-def _link_exists(name: str) -> bool:
-    return name in bridge.links()
 
 
 def _unspecified(host_ip: str) -> bool:
@@ -257,6 +271,7 @@ class NetworkService:
         self._lock = threading.RLock()
         self._state = NetworkState()
         self._allocator = Allocator(store=self._store_ipam)
+        self._rules = nft.RuleIndex(self.table)  # the handles of ketch's rules: one nft run per change
         self._dns = dns.DnsTable()
         self._servers: dict[str, Any] = {}  # container ID -> its DnsServer
         self._loop_thread: _LoopThread | None = None
@@ -307,6 +322,9 @@ class NetworkService:
         self._predefined()
         nets = self._state.networks
         for nid in set(self._allocator.state.networks) - set(nets):
+            # A create that did not finish: its addresses are recorded before its bridge is made.
+            with contextlib.suppress(KetchError):
+                bridge.delete_bridge(USER_BRIDGE_PREFIX + nid[:11])
             self._allocator.remove_network(nid)
         for net in nets.values():
             if net.driver == "bridge" and net.id not in self._allocator.state.networks:
@@ -323,6 +341,7 @@ class NetworkService:
             else:
                 self._teardown(sb, rules=False)
         self._state.sandboxes = kept
+        self._sweep(kept)
         for cid in list(self._state.attached):
             if cid not in kept and self._container_id(cid) is None:  # removed while ketchd was down
                 del self._state.attached[cid]
@@ -330,11 +349,31 @@ class NetworkService:
             self._allocator.release_owner(owner)
         commands = [c for net in nets.values() if net.driver == "bridge" for c in self._network_rules(net)]
         commands += [c for sb in kept.values() for p in sb.ports for c in self._port_rules(sb, p)]
-        nft.sync(commands, table=self.table)
+        self._rules.sync(commands)
         self._forwarding()
         for sb in kept.values():
             self._restore_dns(sb)
         self._save()
+
+    def _sweep(self, kept: Mapping[str, Sandbox]) -> None:
+        """What a crash in the middle of an attach or connect leaves that no saved sandbox names: veths on
+        ketch's bridges and network namespaces under the exec root (the addresses go with their owners)."""
+        veths = {ep.host_ifname for sb in kept.values() for ep in sb.endpoints}
+        for net in self._state.networks.values():
+            if net.driver != "bridge":
+                continue
+            for name in bridge.veth_ports(net.bridge):
+                if name not in veths and _VETH.fullmatch(name):
+                    log.info("removing %s, a leftover on %s", name, net.bridge)
+                    bridge.disconnect(name)
+        namespaces = {sb.netns for sb in kept.values()}
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.listdir(self.netns_dir):
+                path = os.path.join(self.netns_dir, entry)
+                if path not in namespaces:
+                    log.info("removing the network namespace %s, a leftover", path)
+                    with contextlib.suppress(KetchError):
+                        netns.remove(path)
 
     def _predefined(self) -> None:
         nets = self._state.networks
@@ -374,11 +413,11 @@ class NetworkService:
             used = {ep.network_id for sb in self._state.sandboxes.values() for ep in sb.endpoints}
             try:
                 if not self._state.sandboxes:
-                    nft.delete_tables(table=self.table)
+                    self._rules.delete_tables()
                 for net in self._state.networks.values():
                     if net.driver == "bridge" and net.id not in used:
                         if self._state.sandboxes:
-                            nft.remove(net.id, table=self.table)
+                            self._rules.remove(net.id)
                         bridge.delete_bridge(net.bridge)
             except KetchError as exc:
                 log.warning("taking down unused networks: %s", exc)
@@ -485,7 +524,9 @@ class NetworkService:
             return Attachment(host_network=mode == "host", extra_hosts=self._extra_hosts(record, None),
                               dns=tuple(host.dns or ()), dns_search=tuple(host.dns_search or ()),
                               dns_options=tuple(host.dns_options or ()))  # fmt: skip
+        steps = _Steps()
         with self._lock:
+            steps("lock")
             self._check_ready()
             cid = record.id
             old = self._state.sandboxes.pop(cid, None)
@@ -503,6 +544,7 @@ class NetworkService:
             sb = Sandbox(container_id=cid, name=record.name.lstrip("/"), sandbox_id=generate_id(),
                          netns=netns.create(self._netns_path(cid)))  # fmt: skip
             self._state.sandboxes[cid] = sb
+            steps("namespace")
             try:
                 routed = False
                 for index, (net, cfg) in enumerate(nets):
@@ -511,15 +553,20 @@ class NetworkService:
                     )
                     routed = routed or ep.default_route
                     sb = self._state.sandboxes[cid] = replace(sb, endpoints=(*sb.endpoints, ep))
+                    steps(ep.ifname)
                 sb = self._state.sandboxes[cid] = self._publish(record, sb)
+                steps("ports")
                 sb = self._state.sandboxes[cid] = self._start_dns(record, sb)
+                steps("dns")
                 extra_hosts = self._extra_hosts(record, sb)
                 self._save()
+                steps("saved")
             except BaseException:
                 self._state.sandboxes.pop(cid, None)
                 self._teardown(sb)
                 self._save()
                 raise
+        log.debug("network attach of %s: %s", cid[:12], steps)
         for net, _cfg in nets:  # as dockerd: a network "connect" event per network at each start
             self._publish_event("connect", net, container=cid)
         first = sb.endpoints[0] if sb.endpoints else None
@@ -554,13 +601,13 @@ class NetworkService:
                 a6 = self._allocator.allocate(net.id, cid, version=6, address=cfg.ipv6_address)
             mac = cfg.mac_address or bridge.docker_mac(a4.address)
             host_name = bridge.host_ifname(cid, net.id)
-            bridge.disconnect(host_name)  # a leftover of a crash
             gateways = []
             if default_route:
                 gateways = [g for g in (a4.gateway, a6.gateway if a6 else "") if g]
+            # replace: a host end of this name is a leftover of a crash
             bridge.connect(sb.netns, net.bridge, host_name=host_name, ifname=ifname,
                            addresses=[a.cidr for a in (a4, a6) if a is not None], gateways=gateways, mac=mac,
-                           mtu=net.mtu)  # fmt: skip
+                           mtu=net.mtu, replace=True)  # fmt: skip
         except BaseException:
             with contextlib.suppress(KetchError):
                 self._allocator.release_owner(cid, net.id)
@@ -619,7 +666,7 @@ class NetworkService:
             published.append(Published(container_port=binding.container_port, proto=binding.proto,
                                        host_port=port, container_ip=container_ip, host_ip=host_ip))  # fmt: skip
         sb = replace(sb, ports=tuple(published), exposed=exposed)
-        nft.add([c for p in published for c in self._port_rules(sb, p)], table=self.table)
+        self._rules.add([c for p in published for c in self._port_rules(sb, p)])
         return sb
 
     def _extra_hosts(self, record: ContainerRecord, sb: Sandbox | None) -> tuple[str, ...]:
@@ -717,7 +764,7 @@ class NetworkService:
         self._stop_dns(cid)
         steps: list[tuple[str, Callable[[], object]]] = []
         if sb.ports and rules:
-            steps.append(("port rules", lambda: nft.remove(cid, table=self.table)))
+            steps.append(("port rules", lambda: self._rules.remove(cid)))
         for ep in sb.endpoints:
             steps.append((f"veth {ep.host_ifname}", functools.partial(bridge.disconnect, ep.host_ifname)))
             self._dns.remove_endpoint(ep.network_id, cid)
@@ -792,7 +839,9 @@ class NetworkService:
 
     def create(self, body: Any) -> dict[str, str]:
         req = parse_create_request(body)
+        steps = _Steps()
         with self._lock:
+            steps("lock")
             self._check_ready()
             if any(n.name == req.name for n in self._state.networks.values()):
                 raise Conflict(f"network with name {req.name} already exists")
@@ -801,12 +850,16 @@ class NetworkService:
             owner = next((n for n in self._state.networks.values() if n.bridge == name), None)
             if owner is not None:
                 raise Conflict(f"bridge name {name} is already in use by network {owner.name}")
-            if _link_exists(name):
+            if bridge.link_exists(name):
                 raise Conflict(f"an interface named {name} exists already: ketch makes the bridges of its "
                                "networks itself")  # fmt: skip
             requests = [PoolRequest.from_engine(c) for c in req.ipam_config]
-            self._allocator.add_network(nid, req.name, requests, ipv6=req.enable_ipv6,
-                                        host_routes=self._host_routes())  # fmt: skip
+            host_routes = self._host_routes()
+            steps("checks and host routes")
+            self._allocator.add_network(
+                nid, req.name, requests, ipv6=req.enable_ipv6, host_routes=host_routes
+            )
+            steps("addresses")
             net = NetworkRecord(
                 id=nid, name=req.name, driver="bridge", created=time.time_ns(), bridge=name,
                 enable_ipv6=req.enable_ipv6, internal=req.internal, attachable=req.attachable,
@@ -814,18 +867,22 @@ class NetworkService:
             )  # fmt: skip
             try:
                 self._plumb(net)
-                nft.add(self._network_rules(net), table=self.table)
+                steps("bridge")
+                self._rules.add(self._network_rules(net))
+                steps("rules")
                 self._state.networks[nid] = net
                 self._forwarding()
                 self._save()
+                steps("saved")
             except BaseException:
                 self._state.networks.pop(nid, None)
-                for undo in (lambda: nft.remove(nid, table=self.table), lambda: bridge.delete_bridge(name),
+                for undo in (lambda: self._rules.remove(nid), lambda: bridge.delete_bridge(name),
                              lambda: self._allocator.remove_network(nid)):  # fmt: skip
                     with contextlib.suppress(KetchError):
                         undo()
                 raise
             self._dns.add_network(nid, net.name)
+        log.debug("network create of %s: %s", net.name, steps)
         self._publish_event("create", net)
         return {"Id": nid, "Warning": ""}
 
@@ -839,7 +896,7 @@ class NetworkService:
                     f"error while removing network: network {net.name} id {net.id} has active endpoints"
                 )
             self._check_ready()
-            nft.remove(net.id, table=self.table)
+            self._rules.remove(net.id)
             bridge.delete_bridge(net.bridge)
             self._allocator.remove_network(net.id)
             self._dns.remove_network(net.id)
@@ -869,7 +926,9 @@ class NetworkService:
         """``docker network connect``: a running container gets the interface now, a stopped one at start."""
         cfg = config or EndpointConfig()
         cfg.validate()
+        steps = _Steps()
         with self._lock:
+            steps("lock")
             net = self._find(ref)
             record = self._container(container_ref)
             mode = record.host_config.network_mode
@@ -896,6 +955,7 @@ class NetworkService:
                 index = next(i for i in range(len(used) + 1) if i not in used)
                 routed = any(ep.default_route for ep in sb.endpoints)
                 ep = self._join(sb, net, cfg, f"eth{index}", default_route=not routed and not net.internal)
+                steps(ep.ifname)
                 sb = self._state.sandboxes[record.id] = replace(sb, endpoints=(*sb.endpoints, ep))
                 self._state.attached[record.id] = [*attached, (net.id, cfg)]  # for the resolver's links
                 server = self._servers.get(record.id)
@@ -905,6 +965,8 @@ class NetworkService:
                     self._state.sandboxes[record.id] = self._enable_dns(record, sb)
             self._state.attached[record.id] = [*attached, (net.id, cfg)]
             self._save()
+            steps("saved")
+        log.debug("network connect of %s to %s: %s", record.id[:12], net.name, steps)
         self._publish_event("connect", net, container=record.id)
 
     def _enable_dns(self, record: ContainerRecord, sb: Sandbox) -> Sandbox:
@@ -945,7 +1007,7 @@ class NetworkService:
             if sb is not None and ep is not None:
                 if any(p.container_ip in (ep.ipv4, ep.ipv6) for p in sb.ports):
                     with contextlib.suppress(KetchError):
-                        nft.remove(record.id, table=self.table)
+                        self._rules.remove(record.id)
                     sb = replace(sb, ports=())
                 bridge.disconnect(ep.host_ifname)
                 self._dns.remove_endpoint(net.id, record.id)

@@ -3,9 +3,9 @@
 - A network's bridge device (``ketch0`` for the default network, ``kbr-<11 hex>`` for user networks) holds the
   gateway addresses and is up.
 - A container joins by a veth pair: the host end (``veth<7 hex>``) is a port of the bridge (hairpin on, so a
-  container reaches itself through a published port), the other end moves into the container's namespace as
-  ``eth0`` (``eth1``, ... for further networks) with its address, Docker's MAC (02:42 and the IPv4 address) and,
-  for the first network, the default route.
+  container reaches itself through a published port), the other end is created inside the container's namespace
+  as ``eth0`` (``eth1``, ... for further networks) with its address, Docker's MAC (02:42 and the IPv4 address)
+  and, for the first network, the default route.
 
 Nothing here shells out to ``ip``; every call names the device it changes, so nothing else on the host is touched.
 """
@@ -36,8 +36,10 @@ __all__ = [
     "ensure_bridge",
     "host_ifname",
     "in_netns",
+    "link_exists",
     "links",
     "set_sysctl",
+    "veth_ports",
 ]
 
 
@@ -70,6 +72,27 @@ def links() -> list[str]:
         return [str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()]
 
 
+def link_exists(name: str) -> bool:
+    """Whether the host has a link named ``name`` (one lookup by name, not a dump of every link)."""
+    with _ipr() as ipr:
+        return bool(ipr.link_lookup(ifname=name))
+
+
+def veth_ports(bridge: str) -> list[str]:
+    """The names of the veths that are ports of ``bridge`` (none when it does not exist)."""
+    with _ipr() as ipr:
+        found = ipr.link_lookup(ifname=bridge)
+        if not found:
+            return []
+        out = []
+        for link in ipr.get_links():
+            info = link.get_attr("IFLA_LINKINFO")
+            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+            if link.get_attr("IFLA_MASTER") == found[0] and kind == "veth":
+                out.append(str(link.get_attr("IFLA_IFNAME")))
+        return out
+
+
 def set_sysctl(path: str, value: str) -> None:
     """Write ``/proc/sys/<path>`` (dots or slashes); SystemFailure names the key."""
     full = "/proc/sys/" + path.replace(".", "/") if "/" not in path else path
@@ -85,25 +108,27 @@ def ensure_bridge(name: str, addresses: Sequence[str], *, mtu: int = 1500) -> in
     with _ipr() as ipr:
         found = ipr.link_lookup(ifname=name)
         try:
+            have: set[tuple[str, int]] = set()
             if found:
                 # Never give addresses to, or enslave veths into, an interface that is not a bridge.
                 info = ipr.get_links(found[0])[0].get_attr("IFLA_LINKINFO")
                 kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
                 if kind != "bridge":
                     raise Conflict(f"interface {name} exists and is not a bridge ({kind or 'no kind'})")
+                index = int(found[0])
+                have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index)}
+                ipr.link("set", index=index, state="up")
             else:
                 # A MAC of its own: a bridge without one takes the lowest of its ports', which changes as
                 # containers come and go and leaves their ARP caches pointing at a gone gateway address.
+                # Up from the start: one request fewer.
                 mac = "02:" + ":".join(f"{b:02x}" for b in os.urandom(5))
-                ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=mac)
-                found = ipr.link_lookup(ifname=name)
-            index = int(found[0])
-            have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index)}
+                ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=mac, state="up")
+                index = int(ipr.link_lookup(ifname=name)[0])
             for cidr in addresses:
                 iface = ipaddress.ip_interface(cidr)
                 if (str(iface.ip), iface.network.prefixlen) not in have:
                     ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-            ipr.link("set", index=index, state="up")
         except NetlinkError as exc:
             raise _fail(f"set up bridge {name}", exc) from None
         return index
@@ -129,35 +154,54 @@ def connect(
     gateways: Sequence[str] = (),
     mac: str | None = None,
     mtu: int = 1500,
+    replace: bool = False,
 ) -> None:
     """Join the namespace at ``netns_path`` to ``bridge`` with a new veth pair; ``addresses`` in CIDR
-    notation; ``gateways`` become default routes (give them for the container's first network only)."""
-    peer = f"k{os.getpid() % 100000}{host_name[-6:]}"[:15]  # a temporary name until it is inside
+    notation; ``gateways`` become default routes (give them for the container's first network only).
+
+    The container's end is created inside the namespace, under its final name and MAC, by the request that
+    creates the pair (``IFLA_NET_NS_FD`` of the peer): moving an existing link to another namespace makes the
+    kernel wait for an RCU grace period (~25 ms), and nothing shows up on the host under a temporary name. A host
+    end named ``host_name`` that exists already is a Conflict, or, with ``replace``, a leftover of a crash that
+    goes first."""
     with _ipr() as ipr:
         bridge_index = ipr.link_lookup(ifname=bridge)
         if not bridge_index:
             raise SystemFailure(f"bridge {bridge} does not exist")
-        if ipr.link_lookup(ifname=host_name):
+        stale = ipr.link_lookup(ifname=host_name)
+        if stale and not replace:
             raise Conflict(f"interface {host_name} already exists: the container is already on this network")
         try:
-            ipr.link("add", ifname=host_name, kind="veth", peer=peer, mtu=mtu)
-            host_index = ipr.link_lookup(ifname=host_name)[0]
-            ipr.link("set", index=host_index, master=bridge_index[0])
-            ipr.brport("set", index=host_index, hairpin_mode=1)
-            ipr.link("set", index=host_index, state="up")
             fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                ipr.link("set", index=ipr.link_lookup(ifname=peer)[0], net_ns_fd=fd)
-            finally:
-                os.close(fd)
+        except OSError as exc:
+            raise SystemFailure.from_oserror(f"open network namespace {netns_path}", exc) from None
+        try:
+            if stale:
+                ipr.link("del", index=stale[0])
+            peer: dict[str, object] = {"ifname": ifname, "net_ns_fd": fd, "mtu": mtu}
+            if mac:
+                peer["address"] = mac
+            ipr.link("add", ifname=host_name, kind="veth", mtu=mtu, peer=peer)
         except NetlinkError as exc:
+            raise _fail(f"create veth {host_name} on {bridge}", exc) from None
+        finally:
+            os.close(fd)
+        try:
+            host_index = ipr.link_lookup(ifname=host_name)[0]
+            ipr.link("set", index=host_index, master=bridge_index[0], state="up")
+            ipr.brport("set", index=host_index, hairpin_mode=1)
+        except (NetlinkError, IndexError) as exc:
             with contextlib.suppress(NetlinkError, IndexError):
                 ipr.link("del", index=ipr.link_lookup(ifname=host_name)[0])
-            raise _fail(f"create veth {host_name} on {bridge}", exc) from None
+            if isinstance(exc, IndexError):
+                raise SystemFailure(f"veth {host_name} vanished right after it was created") from None
+            raise _fail(f"put veth {host_name} on {bridge}", exc) from None
 
     def configure(ns: IPRoute) -> None:
-        index = ns.link_lookup(ifname=peer)[0]
-        ns.link("set", index=index, ifname=ifname, mtu=mtu, **({"address": mac} if mac else {}))
+        found = ns.link_lookup(ifname=ifname)
+        if not found:
+            raise SystemFailure(f"{ifname} is missing in {netns_path} right after it was created")
+        index = found[0]
         for cidr in addresses:
             iface = ipaddress.ip_interface(cidr)
             ns.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)

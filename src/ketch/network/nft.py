@@ -6,7 +6,8 @@ rules (iptables-nft tables of dockerd, firewalld, ...). ``nft -f`` applies a bat
 
 ``netns`` (a path such as ``/run/netns/x`` or ``/proc/PID/ns/net``) runs nft in that network namespace via
 ``nsenter``; tests use it to work on a namespace of their own. Each function lists, then changes: callers
-must serialise firewall changes (one writer).
+must serialise firewall changes (one writer). :class:`RuleIndex` is that one writer's memory of the handles of
+its rules, so that a change is one nft run instead of a listing and a run.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ketch.network.firewall import Command
 
 __all__ = [
+    "RuleIndex",
     "add",
     "apply",
     "check",
@@ -90,12 +92,23 @@ def check(commands: Sequence[Command], table: str = firewall.TABLE) -> None:
             )
 
 
-def apply(commands: Sequence[Command], *, table: str = firewall.TABLE, netns: str | None = None) -> None:
-    """Run one atomic batch of commands (checked by :func:`check`)."""
+def apply(
+    commands: Sequence[Command], *, table: str = firewall.TABLE, netns: str | None = None, echo: bool = False
+) -> list[Command]:
+    """Run one atomic batch of commands (checked by :func:`check`). With ``echo``, returns the commands as nft
+    carried them out, rules with the handles they got (``nft --echo --handle``); otherwise ``[]``."""
     if not commands:
-        return
+        return []
     check(commands, table)
-    _run(["-j", "-f", "-"], netns=netns, stdin=json.dumps(firewall.document(commands)), what="nftables batch")
+    args = ["-e", "-a", "-j", "-f", "-"] if echo else ["-j", "-f", "-"]
+    out = _run(args, netns=netns, stdin=json.dumps(firewall.document(commands)), what="nftables batch")
+    if not echo:
+        return []
+    try:
+        items = json.loads(out)["nftables"] if out.strip() else []
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SystemFailure(f"nft --echo: unexpected output: {exc}") from None
+    return [item for item in items if isinstance(item, dict) and "metainfo" not in item]
 
 
 def snapshot(*, netns: str | None = None) -> dict[str, Any]:
@@ -147,3 +160,84 @@ def delete_tables(*, table: str = firewall.TABLE, netns: str | None = None) -> N
     apply(
         firewall.table_removal_commands(list_ketch(table=table, netns=netns), table), table=table, netns=netns
     )
+
+
+class RuleIndex:
+    """ketch's rules in one pair of tables, with their handles by owner, for the one process that writes them.
+
+    :func:`add` and :func:`remove` list the whole ruleset first (one more nft run, and a parse of every other
+    program's rules): fine for tests and start-up, a cost for each network and each container with published
+    ports. An index built from one listing (:meth:`sync`) and kept up to date from ``nft --echo`` makes each
+    change one nft run. When a change fails because the tables changed behind ketch's back (someone deleted
+    them), it is retried the listing way and the index is rebuilt from a new listing.
+    """
+
+    def __init__(self, table: str = firewall.TABLE, *, netns: str | None = None) -> None:
+        self.table = table
+        self.netns = netns
+        self._handles: dict[str, list[tuple[str, str, int]]] = {}  # owner -> (family, chain, handle)
+        self._ready = False  # the tables and base chains exist, and the index is complete
+
+    def _reindex(self) -> None:
+        self._handles = {}
+        for kind, obj in firewall.ketch_objects(snapshot(netns=self.netns), self.table):
+            owner = firewall.owner_of(obj) if kind == "rule" else None
+            if owner and owner != firewall.BASE_OWNER:
+                self._handles.setdefault(owner, []).append((obj["family"], obj["chain"], int(obj["handle"])))
+        self._ready = True
+
+    def _record(self, echoed: Sequence[Command]) -> None:
+        for item in echoed:
+            for body in item.values():
+                rule = body.get("rule") if isinstance(body, dict) else None
+                owner = firewall.owner_of(rule) if isinstance(rule, dict) else None
+                if rule is not None and owner and owner != firewall.BASE_OWNER and "handle" in rule:
+                    self._handles.setdefault(owner, []).append(
+                        (rule["family"], rule["chain"], int(rule["handle"]))
+                    )
+
+    def owners(self) -> set[str]:
+        return set(self._handles)
+
+    def sync(self, commands: Sequence[Command]) -> int:
+        """:func:`sync`, and an index of what the tables hold afterwards; returns how many commands ran."""
+        ran = sync(commands, table=self.table, netns=self.netns)
+        self._reindex()
+        return ran
+
+    def add(self, commands: Sequence[Command]) -> None:
+        """Append the rules of an owner that has none yet (a new network, a container's published ports)."""
+        if not commands:
+            return
+        if self._ready:
+            try:
+                self._record(apply(commands, table=self.table, netns=self.netns, echo=True))
+                return
+            except SystemFailure:
+                pass  # the tables may be gone: make them again below
+        add(commands, table=self.table, netns=self.netns)
+        self._reindex()
+
+    def remove(self, owner: str) -> int:
+        """Delete every rule of ``owner``; returns how many there were."""
+        if not self._ready:
+            ran = remove(owner, table=self.table, netns=self.netns)
+            self._reindex()
+            return ran
+        handles = self._handles.pop(owner, [])
+        deletes: list[Command] = [
+            {"delete": {"rule": {"family": family, "table": self.table, "chain": chain, "handle": handle}}}
+            for family, chain, handle in handles
+        ]
+        try:
+            apply(deletes, table=self.table, netns=self.netns)
+        except SystemFailure:
+            ran = remove(owner, table=self.table, netns=self.netns)  # handles out of date: by listing
+            self._reindex()
+            return ran
+        return len(deletes)
+
+    def delete_tables(self) -> None:
+        delete_tables(table=self.table, netns=self.netns)
+        self._handles = {}
+        self._ready = False

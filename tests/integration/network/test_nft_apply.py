@@ -103,9 +103,9 @@ def test_host_ruleset_round_trip(table):
 
         # Removal by owner takes exactly that owner's rules.
         assert nft.remove(mapping.container_id, table=table) == 1
-        assert fw.owners(nft.list_ketch(table=table)) == {"base", net.id}
+        assert fw.owners(nft.list_ketch(table=table), table=table) == {"base", net.id}
         assert nft.remove(net.id, table=table) == len(fw.network_rules(net, table))
-        assert fw.owners(nft.list_ketch(table=table)) == {"base"}
+        assert fw.owners(nft.list_ketch(table=table), table=table) == {"base"}
         assert nft.remove(net.id, table=table) == 0
 
         nft.delete_tables(table=table)
@@ -128,7 +128,7 @@ def test_sync_restores_after_a_crash(table):
     )
     nft.add(fw.network_rules(net, table) + fw.port_rules(gone, table), table=table)
     assert nft.sync(fw.network_rules(net, table), table=table) == 1
-    assert fw.owners(nft.list_ketch(table=table)) == {"base", "kt-n"}
+    assert fw.owners(nft.list_ketch(table=table), table=table) == {"base", "kt-n"}
     assert nft.sync(fw.network_rules(net, table), table=table) == 0
 
 
