@@ -82,6 +82,7 @@ class NetworkRecord:
     ipam_options: Mapping[str, str] | None = None
     options: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    parent_owned: bool = False  # macvlan/ipvlan: ketch made the parent (VLAN sub-interface or dummy)
 
     @property
     def builtin(self) -> bool:
@@ -95,7 +96,7 @@ class NetworkRecord:
     @property
     def user_defined(self) -> bool:
         """Docker's IsUserDefined: neither the default bridge nor host nor none (names resolve only here)."""
-        return self.driver == "bridge" and not self.is_default_bridge
+        return self.driver in ("bridge", "macvlan", "ipvlan") and not self.is_default_bridge
 
     @property
     def icc(self) -> bool:
@@ -120,7 +121,7 @@ class NetworkRecord:
             "bridge": self.bridge, "enable_ipv6": self.enable_ipv6, "internal": self.internal,
             "attachable": self.attachable,
             "ipam_options": None if self.ipam_options is None else dict(self.ipam_options),
-            "options": dict(self.options), "labels": dict(self.labels),
+            "options": dict(self.options), "labels": dict(self.labels), "parent_owned": self.parent_owned,
         }  # fmt: skip
 
     @classmethod
@@ -133,6 +134,7 @@ class NetworkRecord:
             ipam_options=None if ipam is None else {str(k): str(v) for k, v in ipam.items()},
             options={str(k): str(v) for k, v in data.get("options", {}).items()},
             labels={str(k): str(v) for k, v in data.get("labels", {}).items()},
+            parent_owned=bool(data.get("parent_owned", False)),
         )  # fmt: skip
 
 
@@ -295,11 +297,11 @@ def parse_create_request(body: Any) -> CreateRequest:
     if name in _PREDEFINED:
         raise Forbidden(f"operation is not permitted on predefined {name} network ")
     driver = f.text("Driver") or "bridge"
-    if driver in ("macvlan", "ipvlan", "overlay"):
-        raise Unsupported(f"network driver {driver} is not supported by ketch yet (only bridge)")
+    if driver == "overlay":
+        raise Unsupported("network driver overlay is not supported by ketch (it needs swarm)")
     if driver in ("host", "null"):
         raise Forbidden(f'only one instance of "{driver}" network is allowed')
-    if driver != "bridge":
+    if driver not in ("bridge", "macvlan", "ipvlan"):
         raise NotFound(f"plugin {driver!r} not found")
     if f.flag("Ingress"):
         raise Unsupported("ingress networks need swarm, which ketch does not have")
@@ -320,7 +322,8 @@ def parse_create_request(body: Any) -> CreateRequest:
             entry.str_map("AuxiliaryAddresses")
             configs.append(entry.obj)
     options = dict(f.str_map("Options") or {})
-    _check_options(options)
+    if driver == "bridge":
+        _check_options(options)
     return CreateRequest(
         name=name, driver=driver, enable_ipv6=f.flag("EnableIPv6"), internal=f.flag("Internal"),
         attachable=f.flag("Attachable"), ipam_options=ipam_options, ipam_config=tuple(configs),

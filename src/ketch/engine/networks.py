@@ -83,7 +83,7 @@ from ketch.engine.network_model import (
 )
 from ketch.engine.network_model import ports_for_list as _ports_for_list
 from ketch.image.listing import parse_until
-from ketch.network import bridge, dns, firewall, netns, nft, portspec
+from ketch.network import bridge, dns, firewall, netns, nft, portspec, subif
 from ketch.network.ipam import Allocator, IPAMState, PoolRequest
 
 __all__ = ["ContainerLookup", "NetworkService", "instance_names"]
@@ -604,10 +604,19 @@ class NetworkService:
             gateways = []
             if default_route:
                 gateways = [g for g in (a4.gateway, a6.gateway if a6 else "") if g]
-            # replace: a host end of this name is a leftover of a crash
-            bridge.connect(sb.netns, net.bridge, host_name=host_name, ifname=ifname,
-                           addresses=[a.cidr for a in (a4, a6) if a is not None], gateways=gateways, mac=mac,
-                           mtu=net.mtu, replace=True)  # fmt: skip
+            addresses = [a.cidr for a in (a4, a6) if a is not None]
+            if net.driver in subif.DRIVERS:  # a sub-interface of the parent, made inside the namespace
+                sub_cfg = self._subif_config(net)
+                host_name = ""
+                if net.driver == "ipvlan":
+                    mac = cfg.mac_address
+                subif.attach(sb.netns, driver=sub_cfg.driver, parent=sub_cfg.parent, mode=sub_cfg.mode,
+                             flag=sub_cfg.flag, ifname=ifname, addresses=addresses,
+                             gateways=[] if sub_cfg.internal else gateways,
+                             default_route=default_route and not sub_cfg.internal, mac=mac or None)  # fmt: skip
+            else:  # replace: a host end of this name is a leftover of a crash
+                bridge.connect(sb.netns, net.bridge, host_name=host_name, ifname=ifname, addresses=addresses,
+                               gateways=gateways, mac=mac, mtu=net.mtu, replace=True)  # fmt: skip
         except BaseException:
             with contextlib.suppress(KetchError):
                 self._allocator.release_owner(cid, net.id)
@@ -631,8 +640,8 @@ class NetworkService:
         exposed = tuple(_exposed_keys(record))
         bindings = _bindings(record)
         target = next((ep for ep in sb.endpoints if ep.default_route), None)
-        if not bindings or target is None:
-            return replace(sb, exposed=exposed)
+        if not bindings or target is None or self._state.networks[target.network_id].driver != "bridge":
+            return replace(sb, exposed=exposed)  # Docker publishes nothing for macvlan/ipvlan either
         net = self._state.networks[target.network_id]
         published: list[Published] = []
 
@@ -766,7 +775,8 @@ class NetworkService:
         if sb.ports and rules:
             steps.append(("port rules", lambda: self._rules.remove(cid)))
         for ep in sb.endpoints:
-            steps.append((f"veth {ep.host_ifname}", functools.partial(bridge.disconnect, ep.host_ifname)))
+            if ep.host_ifname:  # a macvlan/ipvlan sub-interface goes with the namespace
+                steps.append((f"veth {ep.host_ifname}", functools.partial(bridge.disconnect, ep.host_ifname)))
             self._dns.remove_endpoint(ep.network_id, cid)
         steps.append(("addresses", lambda: self._allocator.release_owner(cid)))
         steps.append(("namespace", lambda: netns.remove(sb.netns)))
@@ -837,8 +847,45 @@ class NetworkService:
                 raise NotFound(f"network {ref} not found")
             return self._to_api(net)
 
+    def _subif_config(self, net: NetworkRecord) -> subif.SubifConfig:
+        return subif.validate(net.driver, net.options, network_id=net.id, internal=net.internal)
+
+    def _create_subif(self, req: Any) -> dict[str, str]:
+        """macvlan/ipvlan: no bridge and no rules; the parent is checked (or made) now, containers get a
+        sub-interface of it inside their namespace."""
+        with self._lock:
+            self._check_ready()
+            if any(n.name == req.name for n in self._state.networks.values()):
+                raise Conflict(f"network with name {req.name} already exists")
+            nid = generate_id()
+            cfg = subif.validate(req.driver, req.options, network_id=nid, internal=req.internal)
+            others = [(n.id, self._subif_config(n)) for n in self._state.networks.values()
+                      if n.driver in subif.DRIVERS]  # fmt: skip
+            subif.check_shared_parent(cfg, others)
+            requests = [PoolRequest.from_engine(c) for c in req.ipam_config]
+            self._allocator.add_network(nid, req.name, requests, ipv6=req.enable_ipv6,
+                                        host_routes=self._host_routes())  # fmt: skip
+            try:
+                owned = subif.prepare_parent(cfg)
+            except BaseException:
+                with contextlib.suppress(KetchError):
+                    self._allocator.remove_network(nid)
+                raise
+            net = NetworkRecord(
+                id=nid, name=req.name, driver=req.driver, created=time.time_ns(), enable_ipv6=req.enable_ipv6,
+                internal=cfg.internal, attachable=req.attachable, ipam_options=req.ipam_options,
+                options=req.options, labels=req.labels, parent_owned=owned,
+            )  # fmt: skip
+            self._state.networks[nid] = net
+            self._save()
+            self._dns.add_network(nid, net.name)
+        self._publish_event("create", net)
+        return {"Id": nid, "Warning": ""}
+
     def create(self, body: Any) -> dict[str, str]:
         req = parse_create_request(body)
+        if req.driver in subif.DRIVERS:
+            return self._create_subif(req)
         steps = _Steps()
         with self._lock:
             steps("lock")
@@ -896,8 +943,15 @@ class NetworkService:
                     f"error while removing network: network {net.name} id {net.id} has active endpoints"
                 )
             self._check_ready()
-            self._rules.remove(net.id)
-            bridge.delete_bridge(net.bridge)
+            if net.driver in subif.DRIVERS:
+                parent = self._subif_config(net).parent
+                shared = any(n.id != net.id and n.driver in subif.DRIVERS and self._subif_config(n).parent == parent
+                             for n in self._state.networks.values())  # fmt: skip
+                if net.parent_owned and not shared:
+                    subif.remove_parent(parent)
+            else:
+                self._rules.remove(net.id)
+                bridge.delete_bridge(net.bridge)
             self._allocator.remove_network(net.id)
             self._dns.remove_network(net.id)
             del self._state.networks[net.id]

@@ -179,8 +179,8 @@ def test_the_cli_create_body() -> None:
         ({"Name": "bridge"}, Forbidden, "operation is not permitted on predefined bridge network "),
         ({"Name": "default"}, Forbidden, "operation is not permitted on predefined default network "),
         ({"Name": " "}, InvalidArgument, "invalid name:  "),
-        ({"Name": "m", "Driver": "macvlan"}, Unsupported, "network driver macvlan is not supported by ketch yet "
-                                                           "(only bridge)"),
+        ({"Name": "m", "Driver": "overlay"}, Unsupported, "network driver overlay is not supported by ketch "
+                                                           "(it needs swarm)"),
         ({"Name": "m", "Driver": "host"}, Forbidden, 'only one instance of "host" network is allowed'),
         ({"Name": "m", "Driver": "weave"}, NotFound, "plugin 'weave' not found"),
         ({"Name": "m", "Options": {"com.docker.network.bridge.enable_icc": "maybe"}}, InvalidArgument,
