@@ -320,6 +320,12 @@ def test_cleanup_after_a_crash(setup: Setup) -> None:
     ids = run_containers(s.d, s.ours, nets, 0, 24)
     check_published(s.d, s.ours, ids)
     pids = {e["Id"]: e["State"]["Pid"] for e in json.loads(ok(s.d, "inspect", *ids))}
+
+    def addresses() -> dict[str, list[str]]:
+        return {e["Id"]: sorted(n["IPAddress"] for n in e["NetworkSettings"]["Networks"].values())
+                for e in json.loads(ok(s.d, "inspect", *ids))}  # fmt: skip
+
+    before = addresses()
     s.d.kill()
     gone = ids[::3]
     for cid in gone:  # these exit while no daemon runs: the next one must release their sandboxes
@@ -331,6 +337,8 @@ def test_cleanup_after_a_crash(setup: Setup) -> None:
     states = {e["Id"]: e["State"]["Running"] for e in json.loads(ok(s.d, "inspect", *ids))}
     assert [cid for cid, running in states.items() if not running] == gone
     check_published(s.d, s.ours, [cid for cid in ids if cid not in gone])
+    after = addresses()
+    assert all(after[cid] == before[cid] for cid in ids if cid not in gone)  # addresses kept over the restart
     remove_containers(s.d, ids)
     remove_networks_and_check(s, nets, after_start)
 
