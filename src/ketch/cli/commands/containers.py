@@ -192,41 +192,21 @@ def _attach_session(
     stack: Any,
 ) -> bool:
     """Copy the attached streams (raw terminal, resize, detach keys as for ``run``); True when detached."""
-    from ketch.cli.commands.run import _detach_bytes, _run_session
-    from ketch.cli.session import (
-        Input,
-        ResizeMonitor,
-        Session,
-        binary_writer,
-        console_size,
-        is_terminal,
-        raw_terminal,
-    )
+    from ketch.cli.commands.run import interactive
+    from ketch.cli.session import is_terminal
 
     client = cli.client()
     tty = bool(config.get("Tty"))
-    if tty and (is_terminal(cli.stdout) or is_terminal(cli.stdin)):
-        monitor = ResizeMonitor(
-            lambda h, w: client.resize_container(container_id, h, w),
-            lambda: console_size(cli.stdout, cli.stdin),
-            cli.stderr,
-        )
-        monitor.start()
-        stack.callback(monitor.stop)
-    terminal = stack.enter_context(raw_terminal(cli.stdin if stdin and tty else None))
-    reader = Input(cli.stdin) if stdin else None
-    if reader is not None:
-        stack.callback(reader.close)
-    session = Session(
+    resizes = tty and (is_terminal(cli.stdout) or is_terminal(cli.stdin))
+    return interactive(
+        cli,
+        stack,
         hijacked,
         tty=tty,
-        stdin=reader,
-        stdout=binary_writer(cli.stdout),
-        stderr=binary_writer(cli.stdout if tty else cli.stderr),
-        detach_keys=_detach_bytes(cli, keys),
-        on_output_end=terminal.restore,
+        stdin=stdin,
+        keys=keys,
+        resize=(lambda h, w: client.resize_container(container_id, h, w)) if resizes else None,
     )
-    return _run_session(cli, session)
 
 
 def _start_attached(cli: Cli, args: argparse.Namespace) -> int:

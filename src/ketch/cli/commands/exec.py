@@ -50,16 +50,10 @@ def exec_body(cli: Cli, args: argparse.Namespace) -> dict[str, Any]:
 def exec_command(cli: Cli, args: argparse.Namespace) -> int:
     import contextlib
 
-    from ketch.cli.commands.run import _detach_bytes, _run_session
+    from ketch.cli.commands.run import interactive
     from ketch.cli.main import CommandError
     from ketch.cli.session import (
-        Input,
-        ResizeMonitor,
-        Session,
-        binary_writer,
-        console_size,
         is_terminal,
-        raw_terminal,
     )
     from ketch.client.http import DaemonUnreachable
 
@@ -79,28 +73,16 @@ def exec_command(cli: Cli, args: argparse.Namespace) -> int:
         return 0
     with contextlib.ExitStack() as stack:
         hijacked = stack.enter_context(client.exec_attach(exec_id, tty=tty))
-        if tty and is_terminal(cli.stdin):
-            monitor = ResizeMonitor(
-                lambda h, w: client.exec_resize(exec_id, h, w),
-                lambda: console_size(cli.stdout, cli.stdin),
-                cli.stderr,
-            )
-            monitor.start()
-            stack.callback(monitor.stop)
-        terminal = stack.enter_context(raw_terminal(cli.stdin if stdin and tty else None))
-        reader = Input(cli.stdin) if stdin else None
-        if reader is not None:
-            stack.callback(reader.close)
-        session = Session(
+        resizes = tty and is_terminal(cli.stdin)
+        if interactive(
+            cli,
+            stack,
             hijacked,
             tty=tty,
-            stdin=reader,
-            stdout=binary_writer(cli.stdout),
-            stderr=binary_writer(cli.stdout if tty else cli.stderr),
-            detach_keys=_detach_bytes(cli, body["DetachKeys"]),
-            on_output_end=terminal.restore,
-        )
-        if _run_session(cli, session):
+            stdin=stdin,
+            keys=body["DetachKeys"],
+            resize=(lambda h, w: client.exec_resize(exec_id, h, w)) if resizes else None,
+        ):
             return 0
     try:
         status = int(client.exec_inspect(exec_id).get("ExitCode") or 0)

@@ -179,14 +179,8 @@ def _start_and_attach(
 
     from ketch.cli.main import CommandError
     from ketch.cli.session import (
-        Input,
-        ResizeMonitor,
-        Session,
         SignalProxy,
-        binary_writer,
-        console_size,
         is_terminal,
-        raw_terminal,
     )
     from ketch.common.errors import KetchError
 
@@ -224,31 +218,19 @@ def _start_and_attach(
                 with contextlib.suppress(KetchError):
                     wait.result().read()  # docker waits for the removal before giving up
             raise CommandError("", start_status(text)) from None
-        if hijacked is not None and tty and (is_terminal(cli.stdout) or is_terminal(cli.stdin)):
-            monitor = ResizeMonitor(
-                lambda h, w: client.resize_container(container_id, h, w),
-                lambda: console_size(cli.stdout, cli.stdin),
-                cli.stderr,
-            )
-            monitor.start()
-            stack.callback(monitor.stop)
         if hijacked is not None:
-            terminal = stack.enter_context(raw_terminal(cli.stdin if stdin and tty else None))
-            out = binary_writer(cli.stdout) if stdout else None
-            err = binary_writer(cli.stdout if tty else cli.stderr) if stderr else None
-            reader = Input(cli.stdin) if stdin else None
-            if reader is not None:
-                stack.callback(reader.close)
-            session = Session(
+            resizes = tty and (is_terminal(cli.stdout) or is_terminal(cli.stdin))
+            if interactive(
+                cli,
+                stack,
                 hijacked,
                 tty=tty,
-                stdin=reader,
-                stdout=out,
-                stderr=err,
-                detach_keys=_detach_bytes(cli, keys),
-                on_output_end=terminal.restore,
-            )
-            if _run_session(cli, session):
+                stdin=stdin,
+                keys=keys,
+                stdout=stdout,
+                stderr=stderr,
+                resize=(lambda h, w: client.resize_container(container_id, h, w)) if resizes else None,
+            ):
                 return 0
         if not stdout and not stderr:
             return 0
@@ -266,6 +248,43 @@ def _run_session(cli: Cli, session: Any) -> bool:
     except StreamError as exc:
         raise CommandError(str(exc)) from None
     return detached
+
+
+def interactive(
+    cli: Cli,
+    stack: Any,
+    hijacked: Any,
+    *,
+    tty: bool,
+    stdin: bool,
+    keys: str,
+    resize: Callable[[int, int], None] | None = None,
+    stdout: bool = True,
+    stderr: bool = True,
+) -> bool:
+    """The local side of a hijacked stream, shared by run, start -a, attach and exec: the terminal in raw mode
+    for a tty, its size sent now and on SIGWINCH (``resize``), stdin copied, the detach keys watched; True
+    when the user detached."""
+    from ketch.cli.session import Input, ResizeMonitor, Session, binary_writer, console_size, raw_terminal
+
+    if resize is not None:
+        monitor = ResizeMonitor(resize, lambda: console_size(cli.stdout, cli.stdin), cli.stderr)
+        monitor.start()
+        stack.callback(monitor.stop)
+    terminal = stack.enter_context(raw_terminal(cli.stdin if stdin and tty else None))
+    reader = Input(cli.stdin) if stdin else None
+    if reader is not None:
+        stack.callback(reader.close)
+    session = Session(
+        hijacked,
+        tty=tty,
+        stdin=reader,
+        stdout=binary_writer(cli.stdout) if stdout else None,
+        stderr=binary_writer(cli.stdout if tty else cli.stderr) if stderr else None,
+        detach_keys=_detach_bytes(cli, keys),
+        on_output_end=terminal.restore,
+    )
+    return _run_session(cli, session)
 
 
 def _detach_bytes(cli: Cli, keys: str) -> bytes:
