@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import ipaddress
 import os
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
@@ -24,7 +23,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ketch.common.errors import Conflict, SystemFailure
-from ketch.sys import linux
+from ketch.network import netns
 
 _T = TypeVar("_T")
 
@@ -240,31 +239,9 @@ def in_netns(netns_path: str, work: Callable[[IPRoute], _T]) -> _T:
     joins the namespace (setns moves only the calling thread; pyroute2 opens its socket lazily, in the thread
     that first uses it). pyroute2's own NetNS forks a child and SIGTERMs it, and a forked child of a daemon
     shares the daemon's signal wake-up pipe: the daemon would take the child's SIGTERM for its own."""
-    try:
-        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise SystemFailure.from_oserror(f"open network namespace {netns_path}", exc) from None
-    result: list[_T] = []
-    failure: list[BaseException] = []
 
-    def run() -> None:
-        try:
-            linux.setns(fd, linux.CLONE_NEWNET)
-        except OSError as exc:
-            failure.append(SystemFailure.from_oserror(f"join network namespace {netns_path}", exc))
-            return
-        try:
-            with _ipr() as ns:
-                result.append(work(ns))
-        except BaseException as exc:  # handed to the caller's thread
-            failure.append(exc)
+    def with_ipr() -> _T:
+        with _ipr() as ns:
+            return work(ns)
 
-    try:
-        thread = threading.Thread(target=run, name="ketch-netns", daemon=True)
-        thread.start()
-        thread.join()
-    finally:
-        os.close(fd)
-    if failure:
-        raise failure[0]
-    return result[0]
+    return netns.run_in(netns_path, with_ipr)

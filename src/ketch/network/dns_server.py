@@ -29,10 +29,8 @@ import contextlib
 import errno
 import ipaddress
 import logging
-import os
 import secrets
 import socket
-import threading
 
 import dns.exception
 import dns.message
@@ -40,7 +38,6 @@ import dns.rcode
 
 from ketch.common.errors import InvalidArgument, SystemFailure
 from ketch.network.dns import DnsTable, error_reply, fit_udp, is_query, udp_limit
-from ketch.sys import linux
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -119,32 +116,9 @@ def bind_sockets(ip: str, port: int) -> tuple[socket.socket, socket.socket]:
 def bind_in_netns(netns_path: str, ip: str, port: int) -> tuple[socket.socket, socket.socket]:
     """bind_sockets inside the network namespace at `netns_path` (e.g. /proc/PID/ns/net or
     /run/netns/NAME), from a short-lived thread so no thread of the caller changes namespace."""
-    try:
-        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise SystemFailure.from_oserror(f"open network namespace {netns_path}", exc) from exc
-    result: list[tuple[socket.socket, socket.socket]] = []
-    failure: list[BaseException] = []
+    from ketch.network import netns
 
-    def run() -> None:
-        try:
-            try:
-                linux.setns(fd, linux.CLONE_NEWNET)
-            except OSError as exc:
-                raise SystemFailure.from_oserror(f"join network namespace {netns_path}", exc) from exc
-            result.append(bind_sockets(ip, port))
-        except BaseException as exc:  # handed to the caller's thread
-            failure.append(exc)
-
-    try:
-        thread = threading.Thread(target=run, name="ketch-dns-bind", daemon=True)
-        thread.start()
-        thread.join()
-    finally:
-        os.close(fd)
-    if failure:
-        raise failure[0]
-    return result[0]
+    return netns.run_in(netns_path, lambda: bind_sockets(ip, port), name="ketch-dns-bind")
 
 
 def _rcode(reply: bytes) -> int:

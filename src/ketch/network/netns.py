@@ -12,13 +12,16 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 from ketch.common.errors import SystemFailure
 from ketch.sys import linux
 
-__all__ = ["create", "exists", "remove"]
+__all__ = ["create", "exists", "remove", "run_in"]
 
 CLONE_NEWNET = 0x40000000
+_T = TypeVar("_T")
 
 
 def exists(path: str) -> bool:
@@ -69,3 +72,36 @@ def remove(path: str) -> None:
             raise SystemFailure.from_oserror(f"unmount network namespace {path}", exc) from None
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def run_in(netns_path: str, work: Callable[[], _T], *, name: str = "ketch-netns") -> _T:
+    """Run ``work()`` inside the network namespace at ``netns_path`` (a held one, ``/proc/PID/ns/net``, ...)
+    in a short-lived thread that joins it: setns moves only the calling thread, so no thread of the caller
+    changes namespace, and sockets ``work`` opens stay in the namespace. Its result or exception is the
+    caller's."""
+    try:
+        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SystemFailure.from_oserror(f"open network namespace {netns_path}", exc) from None
+    result: list[_T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            try:
+                linux.setns(fd, CLONE_NEWNET)
+            except OSError as exc:
+                raise SystemFailure.from_oserror(f"join network namespace {netns_path}", exc) from None
+            result.append(work())
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    try:
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        thread.join()
+    finally:
+        os.close(fd)
+    if failure:
+        raise failure[0]
+    return result[0]
