@@ -354,24 +354,11 @@ def import_tarball(
             config["os"] = plat.os
             config["rootfs"] = {"type": "layers", "diff_ids": [digest]}
             config["history"] = [{"created": now, "comment": comment}]
-            config_bytes = canonical_json(config)
-            config_digest = svc.content.ingest_bytes(config_bytes)
-            lease.add(config_digest)
-            added.add(config_digest)
             layer = Descriptor(media_type=DOCKER_LAYER, digest=digest, size=svc.content.size(digest))
-            manifest = Manifest(
-                media_type=DOCKER_MANIFEST,
-                config=Descriptor(media_type=DOCKER_CONFIG, digest=config_digest, size=len(config_bytes)),
-                layers=(layer,),
-            )
-            manifest_digest = svc.content.ingest_bytes(manifest.to_bytes())
-            lease.add(manifest_digest)
-            added.add(manifest_digest)
-            rec = ImageRecord(
-                id=config_digest, manifests=(manifest_digest,), platform=str(plat), layers=(digest,),
-                diff_ids=(digest,), layer_sizes=tuple(unpacked.sizes), added=time.time(),
+            config_digest = store_image(
+                svc, lease, added, config=config, layers=(layer,), diff_ids=(digest,),
+                layer_sizes=tuple(unpacked.sizes), platform=str(plat), target=target,
             )  # fmt: skip
-            svc.store.add(rec, tags=[target] if target else [])
             done = True
     finally:
         if not done and (added or created):
@@ -383,6 +370,44 @@ def import_tarball(
                 snapshots=created,
                 blocking=False,
             )
+    return config_digest
+
+
+def store_image(
+    svc: ImageService,
+    lease: Any,
+    added: set[str],
+    *,
+    config: dict[str, Any],
+    layers: Sequence[Descriptor],
+    diff_ids: Sequence[str],
+    layer_sizes: Sequence[int],
+    platform: str,
+    target: Reference | None,
+    parent: str = "",
+    stamp_tag: bool = False,
+) -> str:
+    """The last step of import and commit: the config and a Docker schema2 manifest into the content store
+    (leased, and noted in ``added`` so the caller's clean-up can take them back), the image record, its tag."""
+    config_bytes = canonical_json(config)
+    config_digest = svc.content.ingest_bytes(config_bytes)
+    lease.add(config_digest)
+    added.add(config_digest)
+    manifest = Manifest(
+        media_type=DOCKER_MANIFEST,
+        config=Descriptor(media_type=DOCKER_CONFIG, digest=config_digest, size=len(config_bytes)),
+        layers=tuple(layers),
+    )
+    manifest_digest = svc.content.ingest_bytes(manifest.to_bytes())
+    lease.add(manifest_digest)
+    added.add(manifest_digest)
+    now = time.time()
+    rec = ImageRecord(
+        id=config_digest, manifests=(manifest_digest,), platform=platform, layers=tuple(d.digest for d in layers),
+        diff_ids=tuple(diff_ids), layer_sizes=tuple(layer_sizes), added=now, parent=parent,
+        last_tag_time=now if stamp_tag and target else None,
+    )  # fmt: skip
+    svc.store.add(rec, tags=[target] if target else [])
     return config_digest
 
 

@@ -26,7 +26,6 @@ import io
 import json
 import os
 import tarfile
-import time
 import uuid
 from collections.abc import Sequence
 from functools import cache
@@ -34,18 +33,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from ketch.common.errors import InvalidArgument
 from ketch.image import gc, listing
-from ketch.image.archive import _go_now
+from ketch.image.archive import _go_now, store_image
 from ketch.image.changes import apply_changes
 from ketch.image.diff import diff_naive, diff_overlay
 from ketch.image.install import Unpacked, unpack_layers
 from ketch.image.store import ImageRecord
 from ketch.spec import reference
 from ketch.spec.oci_image import (
-    DOCKER_CONFIG,
     DOCKER_LAYER,
-    DOCKER_MANIFEST,
     Descriptor,
-    Manifest,
     canonical_json,
     parse_config,
     parse_manifest,
@@ -223,25 +219,11 @@ def commit_snapshot(
                 parent, container_config=container_config, changes=changes, diff_ids=diff_ids, history=entry,
                 author=author, container_id=container_id, created=now, default_platform=platform,
             )  # fmt: skip
-            config_bytes = canonical_json(config)
-            config_digest = svc.content.ingest_bytes(config_bytes)
-            lease.add(config_digest)
-            added.add(config_digest)
-            manifest = Manifest(
-                media_type=DOCKER_MANIFEST,
-                config=Descriptor(media_type=DOCKER_CONFIG, digest=config_digest, size=len(config_bytes)),
-                layers=tuple(layers),
-            )
-            manifest_digest = svc.content.ingest_bytes(manifest.to_bytes())
-            lease.add(manifest_digest)
-            added.add(manifest_digest)
-            now_ts = time.time()
-            rec = ImageRecord(
-                id=config_digest, manifests=(manifest_digest,), platform=str(parse_config(config_bytes).platform),
-                layers=tuple(d.digest for d in layers), diff_ids=tuple(diff_ids), layer_sizes=tuple(unpacked.sizes),
-                added=now_ts, last_tag_time=now_ts if target else None, parent=parent_image_id,
+            config_digest = store_image(
+                svc, lease, added, config=config, layers=layers, diff_ids=diff_ids,
+                layer_sizes=tuple(unpacked.sizes), platform=str(parse_config(canonical_json(config)).platform),
+                target=target, parent=parent_image_id, stamp_tag=True,
             )  # fmt: skip
-            svc.store.add(rec, tags=[target] if target else [])
             done = True
     finally:
         if not done and (added or created):
