@@ -128,6 +128,11 @@ class Ketchd:
     def ok(self, *args: str, cli: str = "/usr/bin/docker", input: str | None = None) -> str:
         return self.docker(*args, cli=cli, input=input, check=True).stdout
 
+    def _remove_own_network_leftovers(self) -> None:
+        left = _remove_own_network_leftovers_of(self.exec_root)
+        if left:  # ketchd's close() should have: say so, but leave the host clean either way
+            print(f"warning: ketchd at {self.base} left {', '.join(left)} behind; removed", file=sys.stderr)
+
     def monitor_pids(self) -> list[int]:
         pids = []
         for path in glob.glob(str(self.exec_root / "m" / "*" / "shim.sock")):
@@ -158,12 +163,35 @@ class Ketchd:
             with contextlib.suppress(OSError, ValueError, KeyError):
                 pid = int(json.loads(Path(state).read_text())["pid"])
                 os.kill(pid, signal.SIGKILL)
+        self._remove_own_network_leftovers()
         _unmount_under(str(self.base))
         for cgroup in glob.glob("/sys/fs/cgroup/*/ketch") + glob.glob("/sys/fs/cgroup/unified/ketch"):
             for sub in sorted(glob.glob(cgroup + "/*/"), reverse=True):
                 with contextlib.suppress(OSError):
                     os.rmdir(sub)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _remove_own_network_leftovers_of(exec_root: Path) -> list[str]:
+    """The default bridge and nft tables a stopped ketchd of ``exec_root`` should have removed; removes and
+    names what is left (only this daemon's names, derived from its exec root as ketchd derives them)."""
+    from ketch.engine.networks import instance_names
+
+    bridge_name, table = instance_names(str(exec_root))
+    left = []
+    if subprocess.run(["ip", "link", "show", bridge_name], capture_output=True, check=False).returncode == 0:
+        subprocess.run(["ip", "link", "del", bridge_name], capture_output=True, check=False)
+        left.append(bridge_name)
+    for family in ("ip", "ip6"):
+        if (
+            subprocess.run(
+                ["nft", "list", "table", family, table], capture_output=True, check=False
+            ).returncode
+            == 0
+        ):
+            subprocess.run(["nft", "delete", "table", family, table], capture_output=True, check=False)
+            left.append(f"{family} {table}")
+    return left
 
 
 def _unmount_under(prefix: str) -> None:
