@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from ketch.spec.natport import split_parts, split_proto_port
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -255,27 +257,6 @@ def _port_range(text: str) -> tuple[int, int]:
     return start, end
 
 
-def split_proto_port(raw: str) -> tuple[str, str]:
-    """nat.SplitProtoPort: ``80/udp`` -> ("udp", "80"); ``80`` -> ("tcp", "80")."""
-    parts = raw.split("/")
-    if not raw or not parts[0]:
-        return "", ""
-    if len(parts) == 1 or not parts[1]:
-        return "tcp", parts[0]
-    return parts[1], parts[0]
-
-
-def _split_parts(raw: str) -> tuple[str, str, str]:
-    parts = raw.split(":")
-    if len(parts) == 1:
-        return "", "", parts[0]
-    if len(parts) == 2:
-        return "", parts[0], parts[1]
-    if len(parts) == 3:
-        return parts[0], parts[1], parts[2]
-    return ":".join(parts[:-2]), parts[-2], parts[-1]
-
-
 def _port_long_syntax(value: str) -> str:
     """``published=8080,target=80,protocol=udp`` -> ``8080:80/udp`` (convertToStandardNotation)."""
     fields = dict(field.partition("=")[::2] for field in value.split(","))
@@ -291,7 +272,7 @@ def parse_port_spec(raw: str) -> list[tuple[str, dict[str, str]]]:
     """nat.ParsePortSpec: ``[ip:][hostPort:]containerPort[/proto]`` with ranges -> (port, binding) pairs."""
     import ipaddress
 
-    raw_ip, host_port, container_port = _split_parts(raw)
+    raw_ip, host_port, container_port = split_parts(raw)
     proto, container_port = split_proto_port(container_port)
     ip = raw_ip[1:-1] if raw_ip.startswith("[") and raw_ip.endswith("]") else raw_ip
     if ip:

@@ -23,6 +23,7 @@ import itertools
 from dataclasses import dataclass
 
 from ketch.common.errors import InvalidArgument, SystemFailure
+from ketch.spec.natport import split_parts, split_proto_port
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -110,25 +111,6 @@ def _parse_range(text: str) -> tuple[int, int]:
     return start, end
 
 
-def _split_proto(raw: str) -> tuple[str, str]:
-    """``nat.SplitProtoPort``: ``80/udp`` -> (udp, 80); no or an empty protocol is tcp."""
-    parts = raw.split("/")
-    if not raw or not parts[0]:
-        return "", ""
-    if len(parts) == 1 or not parts[1]:
-        return "tcp", parts[0]
-    return parts[1], parts[0]
-
-
-def _split_parts(raw: str) -> tuple[str, str, str]:
-    parts = raw.split(":")
-    if len(parts) == 1:
-        return "", "", parts[0]
-    if len(parts) == 2:
-        return "", parts[0], parts[1]
-    return ":".join(parts[:-2]), parts[-2], parts[-1]
-
-
 def _parse_host_ip(raw: str, *, spec: bool = True) -> str:
     """An address (in ``-p``, IPv6 in brackets; in the Engine API, bare) or empty; returned bare."""
     if not raw:
@@ -147,8 +129,8 @@ def _parse_host_ip(raw: str, *, spec: bool = True) -> str:
 
 def parse_port_spec(raw: str) -> list[PortBinding]:
     """One ``-p`` value; a container range gives one binding per port."""
-    raw_ip, host_port, container_port = _split_parts(raw)
-    proto, container_port = _split_proto(container_port)
+    raw_ip, host_port, container_port = split_parts(raw)
+    proto, container_port = split_proto_port(container_port)
     host_ip = _parse_host_ip(raw_ip)
     if not container_port:
         raise InvalidArgument(f"No port specified: {raw}<empty>")
@@ -211,7 +193,7 @@ def parse_port_specs(
 
 def parse_port_key(key: str) -> tuple[int, int, str]:
     """An ``ExposedPorts``/``PortBindings`` key (``80/tcp``, ``80``, ``8000-8010/udp``) to (start, end, proto)."""
-    proto, port = _split_proto(key)
+    proto, port = split_proto_port(key)
     if not port:
         raise InvalidArgument(f"Invalid containerPort: {key}")
     try:
@@ -229,7 +211,7 @@ def parse_expose(raw: str) -> list[str]:
     """``--expose 80``, ``--expose 8000-8010/udp`` to ExposedPorts keys, one per port."""
     if ":" in raw:
         raise InvalidArgument(f"invalid port format for --expose: {raw}")
-    proto, port = _split_proto(raw)
+    proto, port = split_proto_port(raw)
     try:
         start, end = _parse_range(port)
     except ValueError:
